@@ -1,0 +1,145 @@
+//! librdkafka client configuration and topic administration.
+//!
+//! Every property can be overridden from the hub's configuration, so SASL/TLS
+//! clusters (and the test broker's quirks, see ARCHITECTURE.md) need no code.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+use std::time::Duration;
+
+/// How to reach the cluster. `common` applies to every client; the two
+/// specific lists are applied after it, so they win.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub common: Vec<(String, String)>,
+    pub consumer: Vec<(String, String)>,
+    pub producer: Vec<(String, String)>,
+}
+
+/// Parses `key=value` pairs (the form of `--kafka-prop` and of the
+/// comma-separated `LAD_KAFKA_*_PROPS` variables).
+pub fn parse_props(items: &[String]) -> Result<Vec<(String, String)>, String> {
+    items
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| format!("kafka property {kv:?} is not key=value"))
+        })
+        .collect()
+}
+
+impl KafkaSettings {
+    fn base(&self) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.common {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+
+    /// A consumer that never commits on its own: the pipeline's offsets live
+    /// in Postgres and Kafka commits only mirror them for lag tooling.
+    pub fn consumer_config(&self, group_id: &str) -> ClientConfig {
+        let mut cfg = self.base();
+        cfg.set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "5")
+            .set("enable.partition.eof", "false")
+            .set("queued.max.messages.kbytes", "32768");
+        for (k, v) in self.common.iter().chain(&self.consumer) {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut cfg = self.base();
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("queue.buffering.max.messages", "200000");
+        for (k, v) in self.common.iter().chain(&self.producer) {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+}
+
+/// Creates the topics that do not exist yet. Existing topics are left as
+/// they are: partition counts are an operator's decision once data flows.
+pub async fn ensure_topics(
+    settings: &KafkaSettings,
+    topics: &[&str],
+    partitions: i32,
+    replication: i32,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = settings.base().create()?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&new, &opts).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(rdkafka::error::KafkaError::AdminOp(code)).inspect_err(|_| {
+                    tracing::error!(%topic, ?code, "could not create topic");
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn props_parse_from_flags_and_comma_lists() {
+        let got = parse_props(&[
+            "security.protocol=SASL_SSL, sasl.mechanism=PLAIN".into(),
+            "batch.num.messages=1".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("security.protocol".into(), "SASL_SSL".into()),
+                ("sasl.mechanism".into(), "PLAIN".into()),
+                ("batch.num.messages".into(), "1".into()),
+            ]
+        );
+        assert!(parse_props(&["novalue".into()]).is_err());
+        assert!(parse_props(&["=x".into()]).is_err());
+    }
+
+    #[test]
+    fn user_properties_override_the_defaults() {
+        let s = KafkaSettings {
+            brokers: "b:9092".into(),
+            common: vec![("fetch.wait.max.ms".into(), "50".into())],
+            consumer: vec![("session.timeout.ms".into(), "6000".into())],
+            producer: vec![("linger.ms".into(), "0".into())],
+        };
+        let c = s.consumer_config("g");
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("50"));
+        assert_eq!(c.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        let p = s.producer_config();
+        assert_eq!(p.get("linger.ms"), Some("0"));
+        assert_eq!(p.get("bootstrap.servers"), Some("b:9092"));
+    }
+}

@@ -1,0 +1,26 @@
+//! # LAD live hub pipelines
+//!
+//! Kafka input topics → one Postgres transaction per batch → outbox → `lad.live.v1`.
+//!
+//! ## Layout
+//!
+//! - [`envelope`]: the event envelope of contract §2 and the typed field readers (pure).
+//! - [`pipeline`]: the batch loop every topic shares, and [`pipeline::Domain`],
+//!   the trait each domain implements.
+//! - [`offsets`]: the offset fence (next offsets stored in the batch's own transaction).
+//! - [`dead_letters`], [`outbox`]: rejected records, and the transactional outbox and its relay.
+//! - [`live`]: live updates and channel names, shared with the gateway.
+//! - [`kafka`]: librdkafka configuration with user overrides, topic creation.
+//! - One module per domain, each with the same files:
+//!   `event.rs` (types and decoding), `apply.rs` (pure merge/aggregate logic),
+//!   `store.rs` (SQL), `live.rs` (the messages it pushes), and `mod.rs` (the [`pipeline::Domain`]):
+//!   [`voice`], [`billing`], [`campaigns`], [`ai`].
+
+pub mod dead_letters;
+pub mod envelope;
+pub mod kafka;
+pub mod live;
+pub mod offsets;
+pub mod outbox;
+pub mod pipeline;
+pub mod voice;

@@ -1,0 +1,629 @@
+//! The batch loop shared by every input topic.
+//!
+//! poll a batch (N records or T ms) → decode (pure) → one transaction:
+//! offset fence, `event_id` dedupe, the domain's writes, dead letters,
+//! outbox, offsets → commit → wake the relay → mirror offsets to Kafka.
+//!
+//! [`BatchApplier`] is the step without Kafka (testable against Postgres
+//! alone); [`Pipeline`] is the loop around it.
+
+use crate::dead_letters::{self, DeadLetter};
+use crate::envelope::{Envelope, Rejection};
+use crate::live::LiveUpdate;
+use crate::offsets::{self, FenceDecision};
+use crate::outbox::{self, OutboxRecord, RelayWaker};
+use chrono::{DateTime, Utc};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// One Kafka record, owned, as the pipeline sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Envelope facts of an accepted event, and which record of the batch it came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventMeta {
+    pub event_id: Uuid,
+    pub tenant_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub record: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted<E> {
+    pub meta: EventMeta,
+    pub event: E,
+}
+
+/// What a domain's `apply` produces besides its writes.
+#[derive(Debug)]
+pub struct Effects {
+    /// The batch's clock: one instant for every row it stamps.
+    pub now: DateTime<Utc>,
+    live: Vec<LiveUpdate>,
+    rejected: Vec<(EventMeta, Rejection)>,
+}
+
+impl Effects {
+    pub fn new(now: DateTime<Utc>) -> Effects {
+        Effects {
+            now,
+            live: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, update: LiveUpdate) {
+        self.live.push(update);
+    }
+
+    /// Rejects an event for a rule that needs the database to check (a call
+    /// of another tenant, an unpriced usage item). The event's own writes
+    /// must not have been made.
+    pub fn reject(&mut self, meta: &EventMeta, rejection: Rejection) {
+        self.rejected.push((*meta, rejection));
+    }
+
+    pub fn live(&self) -> &[LiveUpdate] {
+        &self.live
+    }
+
+    pub fn rejected(&self) -> &[(EventMeta, Rejection)] {
+        &self.rejected
+    }
+}
+
+/// A live update that is published at once, outside any transaction,
+/// because it describes nothing stored (an assistant's streamed delta).
+/// `id` must be stable across redeliveries so the gateway drops repeats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ephemeral {
+    pub id: String,
+    pub update: LiveUpdate,
+}
+
+/// One input topic's business: decode its events, apply a batch of them.
+pub trait Domain: Send + Sync + 'static {
+    type Event: Clone + Send + Sync + 'static;
+
+    /// Pure: the typed event of an envelope, or why it is rejected.
+    fn decode(&self, envelope: &Envelope) -> Result<Self::Event, Rejection>;
+
+    /// Writes the batch's effects inside the caller's transaction. Events
+    /// are new (never applied before) and in record order.
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [Accepted<Self::Event>],
+        fx: &'a mut Effects,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
+
+    /// Takes out of the batch the events that are only pushed, never stored.
+    fn take_ephemeral(&self, _events: &mut Vec<Accepted<Self::Event>>) -> Vec<Ephemeral> {
+        Vec::new()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub group: String,
+    pub topic: String,
+    pub live_topic: String,
+    pub dead_letter_topic: String,
+    pub batch_max: usize,
+    pub batch_wait: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The database could not be reached or asked to retry: the same batch
+    /// is tried again.
+    #[error("database unavailable: {0}")]
+    Transient(sqlx::Error),
+    /// The database refused the batch's writes (a constraint, a type): the
+    /// batch is split until the refused record is isolated and dead-lettered.
+    #[error("database refused the batch: {0}")]
+    Refused(sqlx::Error),
+    #[error("broker: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+impl From<sqlx::Error> for PipelineError {
+    fn from(e: sqlx::Error) -> PipelineError {
+        let transient = match &e {
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // serialization failure, deadlock, lock timeout, shutdown, too many connections
+                Some("40001" | "40P01" | "55P03" | "57P01" | "57P03" | "53300") => true,
+                Some(code) => code.starts_with("08"),
+                None => false,
+            },
+            _ => true,
+        };
+        if transient {
+            PipelineError::Transient(e)
+        } else {
+            PipelineError::Refused(e)
+        }
+    }
+}
+
+/// The decoded form of a polled batch.
+pub struct Decoded<E> {
+    pub accepted: Vec<Accepted<E>>,
+    pub rejected: Vec<(usize, Rejection, Option<Uuid>, Option<Uuid>)>,
+}
+
+/// What one transaction did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BatchOutcome {
+    pub applied: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+    /// Records of this batch that an earlier transaction already covered.
+    pub already_applied: usize,
+    /// Partitions to seek back to their stored offset.
+    pub reseek: Vec<(i32, i64)>,
+    /// Partitions whose next offset this transaction stored.
+    pub committed: Vec<(i32, i64)>,
+}
+
+impl BatchOutcome {
+    fn absorb(&mut self, other: BatchOutcome) {
+        self.applied += other.applied;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+        self.already_applied += other.already_applied;
+        self.reseek.extend(other.reseek);
+        // Later halves move the same partitions further: keep the last.
+        for (p, o) in other.committed {
+            match self.committed.iter_mut().find(|(q, _)| *q == p) {
+                Some(entry) => entry.1 = entry.1.max(o),
+                None => self.committed.push((p, o)),
+            }
+        }
+    }
+}
+
+/// Decodes and applies batches against Postgres. No Kafka here.
+pub struct BatchApplier<D: Domain> {
+    domain: Arc<D>,
+    pool: PgPool,
+    cfg: Arc<PipelineConfig>,
+}
+
+impl<D: Domain> Clone for BatchApplier<D> {
+    fn clone(&self) -> Self {
+        BatchApplier {
+            domain: self.domain.clone(),
+            pool: self.pool.clone(),
+            cfg: self.cfg.clone(),
+        }
+    }
+}
+
+impl<D: Domain> BatchApplier<D> {
+    pub fn new(domain: Arc<D>, pool: PgPool, cfg: Arc<PipelineConfig>) -> Self {
+        BatchApplier { domain, pool, cfg }
+    }
+
+    pub fn domain(&self) -> &D {
+        &self.domain
+    }
+
+    pub fn decode(&self, records: &[RawRecord]) -> Decoded<D::Event> {
+        let mut accepted = Vec::with_capacity(records.len());
+        let mut rejected = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            match Envelope::decode(r.payload.as_deref()) {
+                Err(e) => rejected.push((i, e, None, None)),
+                Ok(env) => match self.domain.decode(&env) {
+                    Ok(event) => accepted.push(Accepted {
+                        meta: EventMeta {
+                            event_id: env.event_id,
+                            tenant_id: env.tenant_id,
+                            occurred_at: env.occurred_at,
+                            record: i,
+                        },
+                        event,
+                    }),
+                    Err(e) => rejected.push((i, e, Some(env.event_id), Some(env.tenant_id))),
+                },
+            }
+        }
+        Decoded { accepted, rejected }
+    }
+
+    /// Applies `records` (already decoded) in one transaction; on a refusal,
+    /// splits the batch so that only the refused record is dead-lettered.
+    pub async fn apply(
+        &self,
+        records: &[RawRecord],
+        decoded: Decoded<D::Event>,
+        tried_seeks: &HashMap<i32, i64>,
+    ) -> Result<BatchOutcome, PipelineError> {
+        let mut pending = vec![(0..records.len(), decoded)];
+        let mut total = BatchOutcome::default();
+        while let Some((range, part)) = pending.pop() {
+            match self.apply_once(records, &range, &part, tried_seeks).await {
+                Ok(outcome) => total.absorb(outcome),
+                Err(PipelineError::Refused(e)) if range.len() > 1 => {
+                    tracing::warn!(error = %e, records = range.len(), "batch refused; splitting");
+                    let mid = range.start + range.len() / 2;
+                    let (left, right) = split(part, mid);
+                    // Stack: the left half is applied first, keeping offsets in order.
+                    pending.push((mid..range.end, right));
+                    pending.push((range.start..mid, left));
+                }
+                Err(PipelineError::Refused(e)) => {
+                    let rejection = Rejection::RuleViolation(format!("the database refused it: {e}"));
+                    let lone = Decoded {
+                        accepted: Vec::new(),
+                        rejected: vec![(range.start, rejection, None, None)],
+                    };
+                    total.absorb(self.apply_once(records, &range, &lone, tried_seeks).await?);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(total)
+    }
+
+    async fn apply_once(
+        &self,
+        records: &[RawRecord],
+        range: &std::ops::Range<usize>,
+        decoded: &Decoded<D::Event>,
+        tried_seeks: &HashMap<i32, i64>,
+    ) -> Result<BatchOutcome, PipelineError> {
+        let started = Instant::now();
+        let cfg = &self.cfg;
+        let mut tx = self.pool.begin().await?;
+        let mut outcome = BatchOutcome::default();
+
+        // Offset fence: which of these records are new to the store.
+        let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+        for i in range.clone() {
+            by_partition.entry(records[i].partition).or_default().push(i);
+        }
+        let partitions: Vec<i32> = by_partition.keys().copied().collect();
+        let stored = offsets::lock(&mut tx, &cfg.group, &cfg.topic, &partitions).await?;
+        let mut live_records = vec![false; records.len()];
+        for (p, idxs) in &by_partition {
+            let offs: Vec<i64> = idxs.iter().map(|i| records[*i].offset).collect();
+            match offsets::decide(stored.get(p).copied().flatten(), &offs, tried_seeks.get(p).copied()) {
+                FenceDecision::Apply { from } => {
+                    outcome.already_applied += from;
+                    for i in &idxs[from..] {
+                        live_records[*i] = true;
+                    }
+                    let next = records[*idxs.last().expect("non-empty")].offset + 1;
+                    outcome.committed.push((*p, next));
+                }
+                FenceDecision::Skip => outcome.already_applied += idxs.len(),
+                FenceDecision::Reseek(o) => outcome.reseek.push((*p, o)),
+            }
+        }
+
+        // Duplicate event_ids: within the batch first, then against history.
+        let mut seen = HashSet::new();
+        let candidates: Vec<&Accepted<D::Event>> = decoded
+            .accepted
+            .iter()
+            .filter(|a| live_records[a.meta.record])
+            .filter(|a| seen.insert(a.meta.event_id))
+            .collect();
+        let in_batch_dupes = decoded
+            .accepted
+            .iter()
+            .filter(|a| live_records[a.meta.record])
+            .count()
+            - candidates.len();
+        let fresh_ids: HashSet<Uuid> = if candidates.is_empty() {
+            HashSet::new()
+        } else {
+            let ids: Vec<Uuid> = candidates.iter().map(|a| a.meta.event_id).collect();
+            sqlx::query_scalar(
+                "INSERT INTO hub_processed_events (event_id)
+                 SELECT UNNEST($1::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        let fresh: Vec<Accepted<D::Event>> = candidates
+            .into_iter()
+            .filter(|a| fresh_ids.contains(&a.meta.event_id))
+            .cloned()
+            .collect();
+        outcome.duplicates = in_batch_dupes + (seen.len() - fresh_ids.len());
+
+        let mut fx = Effects::new(Utc::now());
+        if !fresh.is_empty() {
+            self.domain.apply(&mut tx, &fresh, &mut fx).await?;
+        }
+        outcome.applied = fresh.len() - fx.rejected.len();
+
+        // Dead letters: decode rejections of live records, then the domain's own.
+        let topic = cfg.topic.as_str();
+        let mut letters: Vec<DeadLetter<'_>> = decoded
+            .rejected
+            .iter()
+            .filter(|(i, ..)| live_records[*i])
+            .map(|(i, rejection, event_id, tenant_id)| DeadLetter {
+                topic,
+                record: &records[*i],
+                rejection: rejection.clone(),
+                event_id: *event_id,
+                tenant_id: *tenant_id,
+            })
+            .collect();
+        letters.extend(fx.rejected.iter().map(|(meta, rejection)| DeadLetter {
+            topic,
+            record: &records[meta.record],
+            rejection: rejection.clone(),
+            event_id: Some(meta.event_id),
+            tenant_id: Some(meta.tenant_id),
+        }));
+        outcome.rejected = letters.len();
+        dead_letters::store(&mut tx, &letters).await?;
+
+        let mut publish: Vec<OutboxRecord> = fx
+            .live
+            .iter()
+            .map(|u| live_record(&cfg.live_topic, u, fx.now))
+            .collect();
+        publish.extend(letters.iter().map(|l| OutboxRecord {
+            topic: cfg.dead_letter_topic.clone(),
+            key: l.key_text(),
+            value: l.to_json(fx.now),
+        }));
+        outbox::write(&mut tx, &publish).await?;
+        offsets::store(&mut tx, &cfg.group, &cfg.topic, &outcome.committed).await?;
+        tx.commit().await?;
+
+        metrics::histogram!("lad_batch_seconds", "topic" => cfg.topic.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("lad_events_applied_total", "topic" => cfg.topic.clone())
+            .increment(outcome.applied as u64);
+        metrics::counter!("lad_events_rejected_total", "topic" => cfg.topic.clone())
+            .increment(outcome.rejected as u64);
+        metrics::counter!("lad_events_duplicate_total", "topic" => cfg.topic.clone())
+            .increment(outcome.duplicates as u64);
+        Ok(outcome)
+    }
+}
+
+/// The value of a `lad.live.v1` record (schema: docs/schemas/live-record.json).
+/// The relay adds its `id`.
+pub fn live_record(live_topic: &str, u: &LiveUpdate, committed_at: DateTime<Utc>) -> OutboxRecord {
+    OutboxRecord {
+        topic: live_topic.to_owned(),
+        key: Some(u.tenant_id.to_string()),
+        value: json!({
+            "tenant_id": u.tenant_id,
+            "channel": u.channel,
+            "type": u.kind,
+            "data": u.data,
+            "committed_at": committed_at,
+        }),
+    }
+}
+
+fn split<E>(d: Decoded<E>, mid: usize) -> (Decoded<E>, Decoded<E>) {
+    let (la, ra): (Vec<_>, Vec<_>) = d.accepted.into_iter().partition(|a| a.meta.record < mid);
+    let (lr, rr): (Vec<_>, Vec<_>) = d.rejected.into_iter().partition(|r| r.0 < mid);
+    (
+        Decoded {
+            accepted: la,
+            rejected: lr,
+        },
+        Decoded {
+            accepted: ra,
+            rejected: rr,
+        },
+    )
+}
+
+/// Notes rebalances so the loop can forget per-partition seek state.
+#[derive(Default)]
+pub struct RebalanceFlag(AtomicBool);
+
+impl ClientContext for Arc<RebalanceFlag> {}
+
+impl ConsumerContext for Arc<RebalanceFlag> {
+    fn post_rebalance(&self, _base: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "partitions assigned"),
+            Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "partitions revoked"),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+pub type PipelineConsumer = StreamConsumer<Arc<RebalanceFlag>>;
+
+/// One input topic's consumer loop around a [`BatchApplier`].
+pub struct Pipeline<D: Domain> {
+    applier: BatchApplier<D>,
+    consumer: PipelineConsumer,
+    rebalanced: Arc<RebalanceFlag>,
+    producer: FutureProducer,
+    waker: RelayWaker,
+    cfg: Arc<PipelineConfig>,
+}
+
+impl<D: Domain> Pipeline<D> {
+    pub fn new(
+        domain: Arc<D>,
+        pool: PgPool,
+        kafka: &crate::kafka::KafkaSettings,
+        producer: FutureProducer,
+        waker: RelayWaker,
+        cfg: PipelineConfig,
+    ) -> Result<Self, KafkaError> {
+        let rebalanced = Arc::new(RebalanceFlag::default());
+        let consumer: PipelineConsumer = kafka
+            .consumer_config(&cfg.group)
+            .create_with_context(rebalanced.clone())?;
+        consumer.subscribe(&[&cfg.topic])?;
+        let cfg = Arc::new(cfg);
+        Ok(Pipeline {
+            applier: BatchApplier::new(domain, pool, cfg.clone()),
+            consumer,
+            rebalanced,
+            producer,
+            waker,
+            cfg,
+        })
+    }
+
+    /// Runs until `shutdown`; the batch in hand is finished and committed first.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), PipelineError> {
+        let mut tried_seeks: HashMap<i32, i64> = HashMap::new();
+        tracing::info!(topic = %self.cfg.topic, group = %self.cfg.group, "pipeline started");
+        loop {
+            let records = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                batch = self.poll_batch() => batch,
+            };
+            if self.rebalanced.0.swap(false, Ordering::AcqRel) {
+                tried_seeks.clear();
+            }
+            let mut decoded = self.applier.decode(&records);
+            let ephemeral = self.applier.domain().take_ephemeral(&mut decoded.accepted);
+            self.publish_ephemeral(ephemeral);
+
+            let outcome = self.apply_until_done(&records, decoded, &tried_seeks, &shutdown).await;
+            let Some(outcome) = outcome else { break };
+            for (partition, offset) in &outcome.reseek {
+                tracing::warn!(partition, offset, "consumer ahead of stored offset; seeking back");
+                if let Err(e) = self.consumer.seek(
+                    &self.cfg.topic,
+                    *partition,
+                    Offset::Offset(*offset),
+                    Duration::from_secs(5),
+                ) {
+                    tracing::warn!(error = %e, partition, "seek failed");
+                }
+                tried_seeks.insert(*partition, *offset);
+            }
+            if !outcome.committed.is_empty() {
+                self.waker.wake();
+                let mut tpl = TopicPartitionList::new();
+                for (partition, next) in &outcome.committed {
+                    tried_seeks.remove(partition);
+                    let _ = tpl.add_partition_offset(&self.cfg.topic, *partition, Offset::Offset(*next));
+                }
+                // Lag tooling only: the truth is in hub_consumer_offsets.
+                if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::debug!(error = %e, "kafka offset commit failed");
+                }
+            }
+        }
+        tracing::info!(topic = %self.cfg.topic, "pipeline stopped");
+        Ok(())
+    }
+
+    /// Retries transient failures of the same batch until it lands or the
+    /// hub shuts down (then the batch is left for the next owner).
+    async fn apply_until_done(
+        &self,
+        records: &[RawRecord],
+        decoded: Decoded<D::Event>,
+        tried_seeks: &HashMap<i32, i64>,
+        shutdown: &CancellationToken,
+    ) -> Option<BatchOutcome> {
+        let mut decoded = Some(decoded);
+        let mut attempt = 0u32;
+        loop {
+            let d = decoded.take().unwrap_or_else(|| self.applier.decode(records));
+            match self.applier.apply(records, d, tried_seeks).await {
+                Ok(outcome) => return Some(outcome),
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, topic = %self.cfg.topic, "batch failed; retrying");
+                    let backoff = Duration::from_millis(50 * u64::from(attempt.min(40)));
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn poll_batch(&self) -> Vec<RawRecord> {
+        let mut batch = Vec::with_capacity(self.cfg.batch_max.min(4096));
+        loop {
+            match self.consumer.recv().await {
+                Ok(m) => {
+                    batch.push(own(&m));
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka receive failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.cfg.batch_wait;
+        while batch.len() < self.cfg.batch_max {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(own(&m)),
+                Ok(Err(e)) => tracing::warn!(error = %e, "kafka receive failed"),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    fn publish_ephemeral(&self, items: Vec<Ephemeral>) {
+        for item in items {
+            let value = json!({
+                "id": item.id,
+                "tenant_id": item.update.tenant_id,
+                "channel": item.update.channel,
+                "type": item.update.kind,
+                "data": item.update.data,
+            });
+            let payload = serde_json::to_vec(&value).expect("JSON values serialize");
+            let key = item.update.tenant_id.to_string();
+            let record = FutureRecord::to(&self.cfg.live_topic).key(&key).payload(&payload);
+            // Fire and forget: an ephemeral update lost to a full queue is
+            // better than a stalled pipeline; the completed reply is durable.
+            if let Err((e, _)) = self.producer.send_result(record) {
+                metrics::counter!("lad_ephemeral_dropped_total").increment(1);
+                tracing::warn!(error = %e, "ephemeral live update dropped");
+            }
+        }
+    }
+}
+
+fn own<M: Message>(m: &M) -> RawRecord {
+    RawRecord {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+    }
+}
