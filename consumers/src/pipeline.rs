@@ -444,12 +444,12 @@ fn split<E>(d: Decoded<E>, mid: usize) -> (Decoded<E>, Decoded<E>) {
 }
 
 /// Notes rebalances so the loop can forget per-partition seek state.
-#[derive(Default)]
-pub struct RebalanceFlag(AtomicBool);
+#[derive(Default, Clone)]
+pub struct PipelineContext(Arc<AtomicBool>);
 
-impl ClientContext for Arc<RebalanceFlag> {}
+impl ClientContext for PipelineContext {}
 
-impl ConsumerContext for Arc<RebalanceFlag> {
+impl ConsumerContext for PipelineContext {
     fn post_rebalance(&self, _base: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "partitions assigned"),
@@ -460,13 +460,13 @@ impl ConsumerContext for Arc<RebalanceFlag> {
     }
 }
 
-pub type PipelineConsumer = StreamConsumer<Arc<RebalanceFlag>>;
+pub type PipelineConsumer = StreamConsumer<PipelineContext>;
 
 /// One input topic's consumer loop around a [`BatchApplier`].
 pub struct Pipeline<D: Domain> {
     applier: BatchApplier<D>,
     consumer: PipelineConsumer,
-    rebalanced: Arc<RebalanceFlag>,
+    rebalanced: PipelineContext,
     producer: FutureProducer,
     waker: RelayWaker,
     cfg: Arc<PipelineConfig>,
@@ -481,7 +481,7 @@ impl<D: Domain> Pipeline<D> {
         waker: RelayWaker,
         cfg: PipelineConfig,
     ) -> Result<Self, KafkaError> {
-        let rebalanced = Arc::new(RebalanceFlag::default());
+        let rebalanced = PipelineContext::default();
         let consumer: PipelineConsumer = kafka
             .consumer_config(&cfg.group)
             .create_with_context(rebalanced.clone())?;
