@@ -1,1 +1,61 @@
-fn main() {}
+use clap::Parser;
+use lad_hub::config::{Cli, Command};
+use lad_hub::{auth, demo, startup, watch};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => {
+            let hub = startup::start(args).await?;
+            let stop = hub.shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down: finishing batches, closing sockets");
+                stop.cancel();
+            });
+            hub.wait().await
+        }
+        Command::Migrate(db) => {
+            startup::migrate(&db).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Demo(args) => {
+            let stop = CancellationToken::new();
+            let s = stop.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                s.cancel();
+            });
+            demo::run(args, stop).await
+        }
+        Command::Token(args) => {
+            println!("{}", auth::mint_for(&args)?);
+            Ok(())
+        }
+        Command::Watch(args) => watch::run(args).await,
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -16,6 +16,8 @@
 //!   `store.rs` (SQL), `live.rs` (the messages it pushes), and `mod.rs` (the [`pipeline::Domain`]):
 //!   [`voice`], [`billing`], [`campaigns`], [`ai`].
 
+pub mod ai;
+pub mod campaigns;
 pub mod dead_letters;
 pub mod envelope;
 pub mod kafka;

@@ -1,0 +1,178 @@
+//! `lad.voice.call-events.v1`: call lifecycle events into `voice_call_logs`,
+//! `voice_call_analysis`, `voice_call_transcripts` and
+//! `voice_call_stats_daily`, plus the billing chain of ended calls.
+
+pub mod apply;
+pub mod event;
+pub mod live;
+pub mod store;
+
+use crate::billing::{self, UsageRequest};
+use crate::envelope::{Envelope, Rejection};
+use crate::pipeline::{Accepted, Domain, Effects};
+use apply::{add_change, CallRow};
+use event::VoiceEvent;
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::PgConnection;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use uuid::Uuid;
+
+/// The feature key and idempotency key prefix of the billing chain (contract §3).
+pub const VOICE_FEATURE_KEY: &str = "voice_calls";
+
+pub fn billing_key(call_id: Uuid) -> String {
+    format!("voice-call:{call_id}")
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct VoiceDomain;
+
+impl Domain for VoiceDomain {
+    type Event = VoiceEvent;
+
+    fn decode(&self, envelope: &Envelope) -> Result<VoiceEvent, Rejection> {
+        VoiceEvent::decode(envelope)
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [Accepted<VoiceEvent>],
+        fx: &'a mut Effects,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a {
+        apply_batch(conn, events, fx)
+    }
+}
+
+async fn apply_batch(
+    conn: &mut PgConnection,
+    events: &[Accepted<VoiceEvent>],
+    fx: &mut Effects,
+) -> Result<(), sqlx::Error> {
+    let all_ids: Vec<Uuid> = events
+        .iter()
+        .map(|a| a.event.call_id())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let stored = store::lock_calls(conn, &all_ids).await?;
+    let unknown: Vec<Uuid> = all_ids.iter().filter(|id| !stored.contains_key(id)).copied().collect();
+    let mut owner: HashMap<Uuid, Uuid> = store::side_tenants(conn, &unknown).await?;
+    owner.extend(stored.values().map(|r| (r.id, r.tenant_id)));
+
+    let mut working: BTreeMap<Uuid, CallRow> = BTreeMap::new();
+    let mut lines = Vec::new();
+    let mut analyses: BTreeMap<Uuid, (Uuid, chrono::DateTime<chrono::Utc>, &event::Analysis)> =
+        BTreeMap::new();
+    let mut ended_in_batch: BTreeMap<Uuid, usize> = BTreeMap::new();
+
+    for (i, a) in events.iter().enumerate() {
+        let (meta, call_id) = (&a.meta, a.event.call_id());
+        let tenant = *owner.entry(call_id).or_insert(meta.tenant_id);
+        if tenant != meta.tenant_id {
+            fx.reject(
+                meta,
+                Rejection::RuleViolation(format!("call {call_id} belongs to another tenant")),
+            );
+            continue;
+        }
+        let at = meta.occurred_at;
+        if a.event.touches_call_log() {
+            let row = working.entry(call_id).or_insert_with(|| {
+                stored
+                    .get(&call_id)
+                    .cloned()
+                    .unwrap_or_else(|| CallRow::empty(call_id, meta.tenant_id, at))
+            });
+            match &a.event {
+                VoiceEvent::Started(s) => row.apply_started(s, at),
+                VoiceEvent::Answered { .. } => row.apply_answered(at),
+                VoiceEvent::Ended(e) => {
+                    row.apply_ended(e, at);
+                    ended_in_batch.entry(call_id).or_insert(i);
+                }
+                _ => unreachable!("touches_call_log covers these"),
+            }
+        }
+        match &a.event {
+            VoiceEvent::Transcript(line) => lines.push(store::NewLine {
+                tenant_id: meta.tenant_id,
+                event_id: meta.event_id,
+                occurred_at: at,
+                line,
+            }),
+            VoiceEvent::Analyzed(an) => {
+                let slot = analyses.entry(call_id).or_insert((meta.tenant_id, at, an));
+                if at > slot.1 {
+                    *slot = (meta.tenant_id, at, an);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let mut deltas = BTreeMap::new();
+    let mut inserts = Vec::new();
+    let mut updates = Vec::new();
+    for (id, row) in &working {
+        let old = stored.get(id);
+        if old == Some(row) {
+            continue;
+        }
+        add_change(&mut deltas, old, row);
+        match old {
+            None => inserts.push(row),
+            Some(o) => updates.push((row, o.created_at)),
+        }
+    }
+    store::insert_calls(conn, &inserts).await?;
+    store::update_calls(conn, &updates).await?;
+    for row in inserts.iter().copied().chain(updates.iter().map(|(r, _)| *r)) {
+        fx.push(live::call_updated(row));
+    }
+    for stats in store::add_stats(conn, &deltas).await? {
+        fx.push(live::call_stats(&stats));
+    }
+
+    let inserted = store::insert_transcripts(conn, &lines).await?;
+    let mut pushed: Vec<&store::NewLine<'_>> = lines
+        .iter()
+        .filter(|l| inserted.contains(&(l.line.call_id, l.line.seq)))
+        .collect();
+    pushed.sort_by_key(|l| (l.line.call_id, l.line.seq));
+    pushed.dedup_by_key(|l| (l.line.call_id, l.line.seq));
+    for l in pushed {
+        let t = l.line;
+        fx.push(live::call_transcript(l.tenant_id, t.call_id, t.seq, t.speaker, &t.text, l.occurred_at));
+    }
+
+    let items: Vec<_> = analyses.into_values().collect();
+    for row in store::upsert_analyses(conn, &items).await? {
+        fx.push(live::call_analyzed(&row));
+    }
+
+    // The billing chain, in this same transaction: billing's idempotency key
+    // makes a call charge once however many `call.ended` it receives.
+    let charges: Vec<UsageRequest> = ended_in_batch
+        .iter()
+        .filter_map(|(call_id, i)| {
+            let row = &working[call_id];
+            let cost = row.cost.unwrap_or(Decimal::ZERO);
+            (cost > Decimal::ZERO).then(|| UsageRequest {
+                meta: events[*i].meta,
+                idempotency_key: billing_key(*call_id),
+                feature_key: VOICE_FEATURE_KEY.to_owned(),
+                user_id: None,
+                items: Vec::new(),
+                total_cost: Some(cost),
+                metadata: json!({
+                    "call_id": call_id,
+                    "duration_seconds": row.duration_seconds,
+                    "currency": row.currency,
+                }),
+            })
+        })
+        .collect();
+    billing::charge(conn, &charges, fx).await
+}

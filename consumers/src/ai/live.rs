@@ -1,0 +1,117 @@
+//! The messages an assistant batch pushes on `tenant:{tenant_id}:user:{user_id}:ai`.
+
+use super::apply::StoredReply;
+use super::event::ReplyDelta;
+use crate::live::{Channel, LiveUpdate};
+use crate::pipeline::{Ephemeral, EventMeta};
+use serde_json::json;
+
+pub const DELTA: &str = "ai.reply.delta";
+pub const COMPLETED: &str = "ai.reply.completed";
+
+/// A streamed piece of a reply, published at once. The id is the same on
+/// every redelivery of the piece, which is how the gateway drops repeats.
+pub fn delta(meta: &EventMeta, d: &ReplyDelta) -> Ephemeral {
+    Ephemeral {
+        id: format!("ai:{}:{}", d.message_id, d.seq),
+        update: LiveUpdate::new(
+            Channel::UserAi {
+                tenant_id: meta.tenant_id,
+                user_id: d.user_id,
+            },
+            DELTA,
+            json!({
+                "conversation_id": d.conversation_id,
+                "message_id": d.message_id,
+                "user_id": d.user_id,
+                "seq": d.seq,
+                "delta": d.delta,
+            }),
+        ),
+    }
+}
+
+/// The stored reply. `final` tells the gateway the streamed reply of this
+/// `message_id` is over (its in-memory copy can go: the stored one is the truth).
+pub fn completed(s: &StoredReply) -> LiveUpdate {
+    let r = &s.reply;
+    LiveUpdate::new(
+        Channel::UserAi {
+            tenant_id: s.tenant_id,
+            user_id: r.user_id,
+        },
+        COMPLETED,
+        json!({
+            "conversation_id": r.conversation_id,
+            "message_id": r.message_id,
+            "user_id": r.user_id,
+            "content": r.content,
+            "tokens_used": r.tokens_used,
+            "model": r.model,
+            "created_at": s.created_at,
+            "final": true,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ai::event::ReplyCompleted;
+    use chrono::{TimeZone, Utc};
+    use uuid::Uuid;
+
+    #[test]
+    fn a_delta_goes_to_the_users_ai_channel_with_a_stable_id() {
+        let meta = EventMeta {
+            event_id: Uuid::new_v4(),
+            tenant_id: Uuid::new_v4(),
+            occurred_at: Utc::now(),
+            record: 0,
+        };
+        let d = ReplyDelta {
+            conversation_id: Uuid::new_v4(),
+            message_id: Uuid::new_v4(),
+            user_id: Uuid::new_v4(),
+            seq: 4,
+            delta: "lo".into(),
+        };
+        let e = delta(&meta, &d);
+        assert_eq!(e.id, format!("ai:{}:4", d.message_id));
+        assert_eq!(
+            e.update.channel,
+            format!("tenant:{}:user:{}:ai", meta.tenant_id, d.user_id)
+        );
+        assert_eq!(e.update.kind, "ai.reply.delta");
+        assert_eq!(e.update.data["seq"], 4);
+        assert_eq!(e.update.data["delta"], "lo");
+        assert_eq!(e.update.data.as_object().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn a_completed_reply_is_final_and_carries_the_stored_message() {
+        let s = StoredReply {
+            tenant_id: Uuid::new_v4(),
+            created_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap(),
+            reply: ReplyCompleted {
+                conversation_id: Uuid::new_v4(),
+                message_id: Uuid::new_v4(),
+                user_id: Uuid::new_v4(),
+                content: "Hello".into(),
+                tokens_used: 9,
+                model: None,
+            },
+        };
+        let u = completed(&s);
+        assert_eq!(
+            u.channel,
+            format!("tenant:{}:user:{}:ai", s.tenant_id, s.reply.user_id)
+        );
+        assert_eq!(u.kind, "ai.reply.completed");
+        assert_eq!(u.data["final"], true);
+        assert_eq!(u.data["content"], "Hello");
+        assert_eq!(u.data["tokens_used"], 9);
+        assert!(u.data["model"].is_null());
+        assert_eq!(u.data["created_at"], "2026-11-25T10:00:00Z");
+    }
+}

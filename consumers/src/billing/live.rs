@@ -1,0 +1,215 @@
+//! The messages of `tenant:{tenant_id}:billing`. Money is a decimal string
+//! with the ledger's 6 places (`"12.500000"`), the same spelling the
+//! database gives back, so a snapshot and a message never disagree on text.
+
+use super::apply::{UsageOp, Wallet, CreditOp, MONEY_SCALE};
+use crate::live::{Channel, LiveUpdate};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub const CHARGED: &str = "billing.charged";
+pub const CREDITED: &str = "billing.credited";
+pub const REJECTED: &str = "billing.rejected";
+pub const WALLET: &str = "billing.wallet";
+
+/// `d` as a string with exactly [`MONEY_SCALE`] places. Amounts reaching
+/// here are already rounded to that scale, so this only pads.
+pub fn money(d: Decimal) -> String {
+    let mut d = d;
+    d.rescale(MONEY_SCALE);
+    d.to_string()
+}
+
+fn channel(tenant_id: Uuid) -> Channel {
+    Channel::Billing { tenant_id }
+}
+
+/// `amount` is the (positive) cost taken from the wallet;
+/// `ledger_transaction_id` is null for a zero-cost usage, which moves no money.
+pub fn charged(
+    u: &UsageOp<'_>,
+    usage_event_id: Uuid,
+    ledger_transaction_id: Option<Uuid>,
+    amount: Decimal,
+    balance_after: Decimal,
+    currency: &str,
+) -> LiveUpdate {
+    LiveUpdate::new(
+        channel(u.meta.tenant_id),
+        CHARGED,
+        json!({
+            "usage_event_id": usage_event_id,
+            "ledger_transaction_id": ledger_transaction_id,
+            "event_id": u.meta.event_id,
+            "idempotency_key": u.idempotency_key,
+            "feature_key": u.feature_key,
+            "user_id": u.user_id,
+            "amount": money(amount),
+            "balance_after": money(balance_after),
+            "currency": currency,
+            "occurred_at": u.meta.occurred_at,
+        }),
+    )
+}
+
+pub fn credited(
+    c: &CreditOp<'_>,
+    ledger_transaction_id: Uuid,
+    balance_after: Decimal,
+    currency: &str,
+) -> LiveUpdate {
+    LiveUpdate::new(
+        channel(c.meta.tenant_id),
+        CREDITED,
+        json!({
+            "ledger_transaction_id": ledger_transaction_id,
+            "event_id": c.meta.event_id,
+            "idempotency_key": c.idempotency_key,
+            "amount": money(c.amount),
+            "reason": c.reason,
+            "balance_after": money(balance_after),
+            "currency": currency,
+            "occurred_at": c.meta.occurred_at,
+        }),
+    )
+}
+
+/// A usage recorded as `insufficient_funds`. The cost is given both as
+/// `amount` (the published schema's name) and `cost`.
+pub fn rejected(
+    u: &UsageOp<'_>,
+    usage_event_id: Uuid,
+    cost: Decimal,
+    balance: Decimal,
+    currency: &str,
+) -> LiveUpdate {
+    LiveUpdate::new(
+        channel(u.meta.tenant_id),
+        REJECTED,
+        json!({
+            "usage_event_id": usage_event_id,
+            "event_id": u.meta.event_id,
+            "idempotency_key": u.idempotency_key,
+            "feature_key": u.feature_key,
+            "user_id": u.user_id,
+            "amount": money(cost),
+            "cost": money(cost),
+            "balance": money(balance),
+            "currency": currency,
+            "reason": "insufficient_funds",
+            "occurred_at": u.meta.occurred_at,
+        }),
+    )
+}
+
+/// The wallet as the billing channel shows it (message data and snapshot).
+pub fn wallet_data(w: &Wallet) -> Value {
+    json!({
+        "wallet_id": w.id,
+        "tenant_id": w.tenant_id,
+        "current_balance": money(w.current_balance),
+        "currency": w.currency,
+        "updated_at": w.updated_at,
+    })
+}
+
+pub fn wallet(w: &Wallet) -> LiveUpdate {
+    LiveUpdate::new(channel(w.tenant_id), WALLET, wallet_data(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::EventMeta;
+    use chrono::{DateTime, Utc};
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn meta() -> EventMeta {
+        EventMeta {
+            event_id: Uuid::from_u128(1),
+            tenant_id: Uuid::from_u128(2),
+            occurred_at: DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            record: 0,
+        }
+    }
+
+    #[test]
+    fn money_is_a_string_with_six_places() {
+        assert_eq!(money(d("1.5")), "1.500000");
+        assert_eq!(money(d("0")), "0.000000");
+        assert_eq!(money(d("12.345678")), "12.345678");
+    }
+
+    #[test]
+    fn charged_and_rejected_carry_the_usage_and_the_balance() {
+        let md = json!({});
+        let u = UsageOp {
+            meta: meta(),
+            idempotency_key: "voice-call:1",
+            feature_key: "voice_calls",
+            user_id: None,
+            items: &[],
+            total_cost: Some(d("1.25")),
+            metadata: &md,
+        };
+        let c = charged(&u, Uuid::from_u128(3), Some(Uuid::from_u128(4)), d("1.25"), d("8.75"), "USD");
+        assert_eq!(c.channel, format!("tenant:{}:billing", Uuid::from_u128(2)));
+        assert_eq!(c.kind, "billing.charged");
+        assert_eq!(c.data["amount"], "1.250000");
+        assert_eq!(c.data["balance_after"], "8.750000");
+        assert_eq!(c.data["usage_event_id"], Uuid::from_u128(3).to_string());
+        assert_eq!(c.data["occurred_at"], "2026-11-25T10:00:00Z");
+        assert_eq!(c.data["feature_key"], "voice_calls");
+
+        let r = rejected(&u, Uuid::from_u128(3), d("1.25"), d("1"), "USD");
+        assert_eq!(r.kind, "billing.rejected");
+        assert_eq!(r.data["reason"], "insufficient_funds");
+        assert_eq!(r.data["cost"], "1.250000");
+        assert_eq!(r.data["amount"], "1.250000");
+        assert_eq!(r.data["balance"], "1.000000");
+    }
+
+    #[test]
+    fn credited_and_wallet_shapes() {
+        let md = json!({});
+        let c = CreditOp {
+            meta: meta(),
+            idempotency_key: "stripe:1",
+            amount: d("10"),
+            reason: "stripe_payment",
+            metadata: &md,
+        };
+        let m = credited(&c, Uuid::from_u128(5), d("10"), "USD");
+        assert_eq!(m.kind, "billing.credited");
+        assert_eq!(m.data["amount"], "10.000000");
+        assert_eq!(m.data["reason"], "stripe_payment");
+        assert_eq!(m.data["ledger_transaction_id"], Uuid::from_u128(5).to_string());
+
+        let w = Wallet {
+            id: Uuid::from_u128(6),
+            tenant_id: Uuid::from_u128(2),
+            current_balance: d("10.000000"),
+            currency: "USD".into(),
+            updated_at: meta().occurred_at,
+        };
+        let m = wallet(&w);
+        assert_eq!(m.kind, "billing.wallet");
+        assert_eq!(
+            m.data,
+            json!({
+                "wallet_id": Uuid::from_u128(6),
+                "tenant_id": Uuid::from_u128(2),
+                "current_balance": "10.000000",
+                "currency": "USD",
+                "updated_at": "2026-11-25T10:00:00Z",
+            })
+        );
+    }
+}

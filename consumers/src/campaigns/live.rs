@@ -1,0 +1,114 @@
+//! The messages a campaign batch pushes on `tenant:{tenant_id}:campaign:{campaign_id}`.
+
+use super::apply::StoredActivity;
+use super::store::StepStatRow;
+use crate::live::{Channel, LiveUpdate};
+use serde_json::json;
+
+pub const ACTIVITY: &str = "campaign.activity";
+pub const STATS: &str = "campaign.stats";
+
+/// The stored activity, as its `campaign_lead_activities` row reads.
+pub fn activity(s: &StoredActivity) -> LiveUpdate {
+    let a = &s.activity;
+    LiveUpdate::new(
+        Channel::Campaign {
+            tenant_id: s.tenant_id,
+            campaign_id: a.campaign_id,
+        },
+        ACTIVITY,
+        json!({
+            "id": s.id,
+            "event_id": s.event_id,
+            "tenant_id": s.tenant_id,
+            "campaign_id": a.campaign_id,
+            "campaign_lead_id": a.campaign_lead_id,
+            "lead_id": a.lead_id,
+            "step_id": a.step_id,
+            "step_type": a.step_type.as_str(),
+            "status": a.status.as_str(),
+            "error": a.error,
+            "occurred_at": s.occurred_at,
+            "created_at": s.created_at,
+        }),
+    )
+}
+
+/// The step statistic as it stands after the batch (not the batch's delta),
+/// so a client that missed messages is right again with the next one.
+pub fn stats(r: &StepStatRow) -> LiveUpdate {
+    LiveUpdate::new(
+        Channel::Campaign {
+            tenant_id: r.tenant_id,
+            campaign_id: r.campaign_id,
+        },
+        STATS,
+        json!({
+            "tenant_id": r.tenant_id,
+            "campaign_id": r.campaign_id,
+            "step_id": r.step_id,
+            "status": r.status,
+            "count": r.count,
+            "updated_at": r.updated_at,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaigns::event::{Activity, ActivityStatus, StepType};
+    use chrono::{TimeZone, Utc};
+    use uuid::Uuid;
+
+    #[test]
+    fn an_activity_goes_to_its_campaigns_channel_with_the_stored_row() {
+        let (tenant, campaign) = (Uuid::new_v4(), Uuid::new_v4());
+        let s = StoredActivity {
+            id: Uuid::new_v4(),
+            event_id: Uuid::new_v4(),
+            tenant_id: tenant,
+            occurred_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap(),
+            created_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 1).unwrap(),
+            activity: Activity {
+                campaign_id: campaign,
+                campaign_lead_id: Uuid::new_v4(),
+                lead_id: Uuid::new_v4(),
+                step_id: Uuid::new_v4(),
+                step_type: StepType::VoiceCall,
+                status: ActivityStatus::Bounced,
+                error: Some("no route".into()),
+            },
+        };
+        let u = activity(&s);
+        assert_eq!(u.channel, format!("tenant:{tenant}:campaign:{campaign}"));
+        assert_eq!(u.tenant_id, tenant);
+        assert_eq!(u.kind, "campaign.activity");
+        assert_eq!(u.data["step_type"], "voice_call");
+        assert_eq!(u.data["status"], "bounced");
+        assert_eq!(u.data["error"], "no route");
+        assert_eq!(u.data["id"], s.id.to_string());
+        assert_eq!(u.data["occurred_at"], "2026-11-25T10:00:00Z");
+    }
+
+    #[test]
+    fn a_stats_row_goes_to_its_campaigns_channel_with_the_total_count() {
+        let r = StepStatRow {
+            tenant_id: Uuid::new_v4(),
+            campaign_id: Uuid::new_v4(),
+            step_id: Uuid::new_v4(),
+            status: "sent".into(),
+            count: 7,
+            updated_at: Utc::now(),
+        };
+        let u = stats(&r);
+        assert_eq!(u.kind, "campaign.stats");
+        assert_eq!(
+            u.channel,
+            format!("tenant:{}:campaign:{}", r.tenant_id, r.campaign_id)
+        );
+        assert_eq!(u.data["count"], 7);
+        assert_eq!(u.data["status"], "sent");
+        assert_eq!(u.data["step_id"], r.step_id.to_string());
+    }
+}

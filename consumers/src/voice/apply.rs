@@ -1,0 +1,344 @@
+//! The pure part of the voice pipeline: how events merge into a call's row,
+//! and how a row contributes to `voice_call_stats_daily`.
+//!
+//! Order independence comes from two choices. Each lifecycle step keeps the
+//! event with the earliest `occurred_at` (so duplicates under new event ids
+//! and late arrivals converge), and the status is *derived* from which steps
+//! are present rather than overwritten by the last one applied. The daily
+//! aggregate is then `contribution(new row) - contribution(old row)`, which
+//! is right whatever order the steps came in and never counts a step twice.
+
+use super::event::{Ended, Started};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::ops::AddAssign;
+use uuid::Uuid;
+
+/// A `voice_call_logs` row as the hub writes it (and pushes in `call.updated`).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct CallRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub agent_id: Option<Uuid>,
+    pub lead_id: Option<Uuid>,
+    pub batch_id: Option<Uuid>,
+    pub initiated_by_user_id: Option<Uuid>,
+    pub direction: Option<String>,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub status: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<i32>,
+    pub cost: Option<Decimal>,
+    pub currency: String,
+    pub recording_url: Option<String>,
+    /// The partition key: the earliest instant any event of the call names.
+    pub created_at: DateTime<Utc>,
+}
+
+impl CallRow {
+    pub fn empty(id: Uuid, tenant_id: Uuid, first_seen: DateTime<Utc>) -> CallRow {
+        CallRow {
+            id,
+            tenant_id,
+            agent_id: None,
+            lead_id: None,
+            batch_id: None,
+            initiated_by_user_id: None,
+            direction: None,
+            from_number: None,
+            to_number: None,
+            status: "initiated".to_owned(),
+            started_at: None,
+            answered_at: None,
+            ended_at: None,
+            duration_seconds: None,
+            cost: None,
+            currency: "USD".to_owned(),
+            recording_url: None,
+            created_at: first_seen,
+        }
+    }
+
+    /// True when `at` should replace the step currently recorded at `current`.
+    fn earlier(at: DateTime<Utc>, current: Option<DateTime<Utc>>) -> bool {
+        current.is_none_or(|c| at < c)
+    }
+
+    fn touch(&mut self, at: DateTime<Utc>) {
+        self.created_at = self.created_at.min(at);
+    }
+
+    pub fn apply_started(&mut self, s: &Started, at: DateTime<Utc>) {
+        self.touch(at);
+        if Self::earlier(at, self.started_at) {
+            self.started_at = Some(at);
+            self.agent_id = Some(s.agent_id);
+            self.lead_id = s.lead_id;
+            self.batch_id = s.batch_id;
+            self.initiated_by_user_id = s.initiated_by_user_id;
+            self.direction = Some(s.direction.to_owned());
+            self.from_number = Some(s.from_number.clone());
+            self.to_number = Some(s.to_number.clone());
+        }
+        self.derive_status();
+    }
+
+    pub fn apply_answered(&mut self, at: DateTime<Utc>) {
+        self.touch(at);
+        if Self::earlier(at, self.answered_at) {
+            self.answered_at = Some(at);
+        }
+        self.derive_status();
+    }
+
+    pub fn apply_ended(&mut self, e: &Ended, at: DateTime<Utc>) {
+        self.touch(at);
+        if Self::earlier(at, self.ended_at) {
+            self.ended_at = Some(at);
+            self.status = e.status.to_owned();
+            self.duration_seconds = Some(e.duration_seconds);
+            self.cost = Some(e.cost);
+            self.currency = e.currency.clone();
+            self.recording_url = e.recording_url.clone();
+        }
+        self.derive_status();
+    }
+
+    /// The end status (kept from the ended event) wins; before it, whether
+    /// the call was answered.
+    fn derive_status(&mut self) {
+        if self.ended_at.is_some() {
+            return;
+        }
+        self.status = if self.answered_at.is_some() {
+            "in_progress"
+        } else {
+            "initiated"
+        }
+        .to_owned();
+    }
+
+    /// What this row adds to the daily aggregate. Nothing until the agent is
+    /// known: a `call.ended` before its `call.started` counts once both came.
+    pub fn contribution(&self) -> BTreeMap<StatsKey, StatsDelta> {
+        let mut out: BTreeMap<StatsKey, StatsDelta> = BTreeMap::new();
+        let Some(agent_id) = self.agent_id else {
+            return out;
+        };
+        let key = |at: DateTime<Utc>| StatsKey {
+            tenant_id: self.tenant_id,
+            day: at.date_naive(),
+            agent_id,
+        };
+        if let Some(at) = self.started_at {
+            out.entry(key(at)).or_default().calls_started += 1;
+        }
+        if let Some(at) = self.answered_at {
+            out.entry(key(at)).or_default().calls_answered += 1;
+        }
+        if let Some(at) = self.ended_at {
+            let d = out.entry(key(at)).or_default();
+            if self.status == "completed" {
+                d.calls_completed += 1;
+            } else {
+                d.calls_failed += 1;
+            }
+            d.total_duration_seconds += i64::from(self.duration_seconds.unwrap_or(0));
+            d.total_cost += self.cost.unwrap_or_default();
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StatsKey {
+    pub tenant_id: Uuid,
+    pub day: NaiveDate,
+    pub agent_id: Uuid,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StatsDelta {
+    pub calls_started: i64,
+    pub calls_answered: i64,
+    pub calls_completed: i64,
+    pub calls_failed: i64,
+    pub total_duration_seconds: i64,
+    pub total_cost: Decimal,
+}
+
+impl StatsDelta {
+    pub fn is_zero(&self) -> bool {
+        *self == StatsDelta::default()
+    }
+
+    fn negate(self) -> StatsDelta {
+        StatsDelta {
+            calls_started: -self.calls_started,
+            calls_answered: -self.calls_answered,
+            calls_completed: -self.calls_completed,
+            calls_failed: -self.calls_failed,
+            total_duration_seconds: -self.total_duration_seconds,
+            total_cost: -self.total_cost,
+        }
+    }
+}
+
+impl AddAssign for StatsDelta {
+    fn add_assign(&mut self, o: StatsDelta) {
+        self.calls_started += o.calls_started;
+        self.calls_answered += o.calls_answered;
+        self.calls_completed += o.calls_completed;
+        self.calls_failed += o.calls_failed;
+        self.total_duration_seconds += o.total_duration_seconds;
+        self.total_cost += o.total_cost;
+    }
+}
+
+/// Adds `new - old` into a batch's pre-summed deltas.
+pub fn add_change(
+    into: &mut BTreeMap<StatsKey, StatsDelta>,
+    old: Option<&CallRow>,
+    new: &CallRow,
+) {
+    for (k, d) in new.contribution() {
+        *into.entry(k).or_default() += d;
+    }
+    if let Some(old) = old {
+        for (k, d) in old.contribution() {
+            *into.entry(k).or_default() += d.negate();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, h, 0, 0).unwrap()
+    }
+
+    fn started(agent: Uuid) -> Started {
+        Started {
+            call_id: Uuid::nil(),
+            agent_id: agent,
+            lead_id: None,
+            direction: "outbound",
+            from_number: "+1".into(),
+            to_number: "+2".into(),
+            batch_id: None,
+            initiated_by_user_id: None,
+        }
+    }
+
+    fn ended(status: &'static str, cost: &str) -> Ended {
+        Ended {
+            call_id: Uuid::nil(),
+            status,
+            duration_seconds: 30,
+            cost: cost.parse().unwrap(),
+            currency: "USD".into(),
+            recording_url: None,
+        }
+    }
+
+    enum Step {
+        S,
+        A,
+        E,
+    }
+
+    fn run(order: &[Step], agent: Uuid) -> CallRow {
+        let mut row: Option<CallRow> = None;
+        for step in order {
+            let (t, r) = match step {
+                Step::S => (at(10), &mut row),
+                Step::A => (at(11), &mut row),
+                Step::E => (at(12), &mut row),
+            };
+            let call = r.get_or_insert_with(|| CallRow::empty(Uuid::nil(), Uuid::nil(), t));
+            match step {
+                Step::S => call.apply_started(&started(agent), t),
+                Step::A => call.apply_answered(t),
+                Step::E => call.apply_ended(&ended("completed", "1.50"), t),
+            }
+        }
+        row.unwrap()
+    }
+
+    #[test]
+    fn every_arrival_order_converges_to_the_same_row() {
+        let agent = Uuid::new_v4();
+        let reference = run(&[Step::S, Step::A, Step::E], agent);
+        for order in [
+            [Step::E, Step::A, Step::S],
+            [Step::A, Step::E, Step::S],
+            [Step::E, Step::S, Step::A],
+        ] {
+            assert_eq!(run(&order, agent), reference);
+        }
+        assert_eq!(reference.status, "completed");
+        assert_eq!(reference.created_at, at(10));
+    }
+
+    #[test]
+    fn status_is_derived_until_the_call_ends() {
+        let mut row = CallRow::empty(Uuid::nil(), Uuid::nil(), at(10));
+        row.apply_started(&started(Uuid::new_v4()), at(10));
+        assert_eq!(row.status, "initiated");
+        row.apply_answered(at(11));
+        assert_eq!(row.status, "in_progress");
+        row.apply_ended(&ended("busy", "0"), at(12));
+        assert_eq!(row.status, "busy");
+        row.apply_answered(at(9));
+        assert_eq!(row.status, "busy", "a late answer does not reopen an ended call");
+    }
+
+    #[test]
+    fn ended_before_started_counts_only_once_the_agent_is_known() {
+        let agent = Uuid::new_v4();
+        let mut row = CallRow::empty(Uuid::nil(), Uuid::nil(), at(12));
+        row.apply_ended(&ended("failed", "2.25"), at(12));
+        assert!(row.contribution().is_empty());
+
+        let before = row.clone();
+        row.apply_started(&started(agent), at(10));
+        let mut deltas = BTreeMap::new();
+        add_change(&mut deltas, Some(&before), &row);
+        let d = deltas.values().next().unwrap();
+        assert_eq!((d.calls_started, d.calls_failed, d.total_duration_seconds), (1, 1, 30));
+        assert_eq!(d.total_cost, "2.25".parse::<Decimal>().unwrap());
+    }
+
+    #[test]
+    fn a_repeated_step_under_a_new_event_id_changes_nothing() {
+        let mut row = CallRow::empty(Uuid::nil(), Uuid::nil(), at(10));
+        row.apply_started(&started(Uuid::new_v4()), at(10));
+        row.apply_ended(&ended("completed", "1"), at(12));
+        let before = row.clone();
+        row.apply_ended(&ended("completed", "1"), at(13));
+        let mut deltas = BTreeMap::new();
+        add_change(&mut deltas, Some(&before), &row);
+        assert!(deltas.values().all(StatsDelta::is_zero));
+    }
+
+    #[test]
+    fn steps_count_on_their_own_utc_days() {
+        let agent = Uuid::new_v4();
+        let mut row = CallRow::empty(Uuid::nil(), Uuid::nil(), at(23));
+        row.apply_started(&started(agent), at(23));
+        let next_day = at(23) + chrono::Duration::hours(2);
+        row.apply_ended(&ended("completed", "1"), next_day);
+        let c = row.contribution();
+        assert_eq!(c.len(), 2);
+        let days: Vec<NaiveDate> = c.keys().map(|k| k.day).collect();
+        assert_eq!(days, vec![at(23).date_naive(), next_day.date_naive()]);
+    }
+}

@@ -1,0 +1,303 @@
+//! The voice pipeline's SQL. Every statement covers the whole batch
+//! (`UNNEST` arrays); the caller owns the transaction.
+
+use super::apply::{CallRow, StatsDelta, StatsKey};
+use super::event::{Analysis, TranscriptLine};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::PgConnection;
+use std::collections::{BTreeMap, HashMap};
+use uuid::Uuid;
+
+const CALL_COLUMNS: &str = "id, tenant_id, agent_id, lead_id, batch_id, initiated_by_user_id, \
+    direction, from_number, to_number, status, started_at, answered_at, ended_at, \
+    duration_seconds, cost, currency, recording_url, created_at";
+
+/// Locks and returns the stored rows of these calls. Row locks make two hub
+/// processes that briefly own the same partition (a rebalance) take turns.
+pub async fn lock_calls(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, CallRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT {CALL_COLUMNS} FROM voice_call_logs WHERE id = ANY($1) \
+         ORDER BY id FOR UPDATE"
+    );
+    let rows: Vec<CallRow> = sqlx::query_as(&sql).bind(ids).fetch_all(conn).await?;
+    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+}
+
+/// Column arrays of a set of call rows, bound in the order of [`CALL_COLUMNS`].
+#[derive(Default)]
+struct CallColumns {
+    id: Vec<Uuid>,
+    tenant_id: Vec<Uuid>,
+    agent_id: Vec<Option<Uuid>>,
+    lead_id: Vec<Option<Uuid>>,
+    batch_id: Vec<Option<Uuid>>,
+    initiated_by_user_id: Vec<Option<Uuid>>,
+    direction: Vec<Option<String>>,
+    from_number: Vec<Option<String>>,
+    to_number: Vec<Option<String>>,
+    status: Vec<String>,
+    started_at: Vec<Option<DateTime<Utc>>>,
+    answered_at: Vec<Option<DateTime<Utc>>>,
+    ended_at: Vec<Option<DateTime<Utc>>>,
+    duration_seconds: Vec<Option<i32>>,
+    cost: Vec<Option<Decimal>>,
+    currency: Vec<String>,
+    recording_url: Vec<Option<String>>,
+    created_at: Vec<DateTime<Utc>>,
+}
+
+impl CallColumns {
+    fn of<'a>(rows: impl Iterator<Item = &'a CallRow>) -> CallColumns {
+        let mut c = CallColumns::default();
+        for r in rows {
+            c.id.push(r.id);
+            c.tenant_id.push(r.tenant_id);
+            c.agent_id.push(r.agent_id);
+            c.lead_id.push(r.lead_id);
+            c.batch_id.push(r.batch_id);
+            c.initiated_by_user_id.push(r.initiated_by_user_id);
+            c.direction.push(r.direction.clone());
+            c.from_number.push(r.from_number.clone());
+            c.to_number.push(r.to_number.clone());
+            c.status.push(r.status.clone());
+            c.started_at.push(r.started_at);
+            c.answered_at.push(r.answered_at);
+            c.ended_at.push(r.ended_at);
+            c.duration_seconds.push(r.duration_seconds);
+            c.cost.push(r.cost);
+            c.currency.push(r.currency.clone());
+            c.recording_url.push(r.recording_url.clone());
+            c.created_at.push(r.created_at);
+        }
+        c
+    }
+
+    fn bind<'q>(
+        self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(self.id)
+            .bind(self.tenant_id)
+            .bind(self.agent_id)
+            .bind(self.lead_id)
+            .bind(self.batch_id)
+            .bind(self.initiated_by_user_id)
+            .bind(self.direction)
+            .bind(self.from_number)
+            .bind(self.to_number)
+            .bind(self.status)
+            .bind(self.started_at)
+            .bind(self.answered_at)
+            .bind(self.ended_at)
+            .bind(self.duration_seconds)
+            .bind(self.cost)
+            .bind(self.currency)
+            .bind(self.recording_url)
+            .bind(self.created_at)
+    }
+}
+
+const CALL_ARRAYS: &str = "$1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], \
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], \
+    $13::timestamptz[], $14::int4[], $15::numeric[], $16::text[], $17::text[], $18::timestamptz[]";
+
+pub async fn insert_calls(conn: &mut PgConnection, rows: &[&CallRow]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO voice_call_logs ({CALL_COLUMNS}) SELECT * FROM UNNEST({CALL_ARRAYS})"
+    );
+    CallColumns::of(rows.iter().copied())
+        .bind(sqlx::query(&sql))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Rewrites existing rows. `previous_created_at` finds each row's partition;
+/// a call whose earliest event moved to another month moves with it.
+pub async fn update_calls(
+    conn: &mut PgConnection,
+    rows: &[(&CallRow, DateTime<Utc>)],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let previous: Vec<DateTime<Utc>> = rows.iter().map(|(_, p)| *p).collect();
+    let sql = format!(
+        "UPDATE voice_call_logs AS c SET
+            agent_id = n.agent_id, lead_id = n.lead_id, batch_id = n.batch_id,
+            initiated_by_user_id = n.initiated_by_user_id, direction = n.direction,
+            from_number = n.from_number, to_number = n.to_number, status = n.status,
+            started_at = n.started_at, answered_at = n.answered_at, ended_at = n.ended_at,
+            duration_seconds = n.duration_seconds, cost = n.cost, currency = n.currency,
+            recording_url = n.recording_url, created_at = n.created_at
+         FROM UNNEST({CALL_ARRAYS}, $19::timestamptz[])
+              AS n({CALL_COLUMNS}, previous_created_at)
+         WHERE c.id = n.id AND c.created_at = n.previous_created_at"
+    );
+    CallColumns::of(rows.iter().map(|(r, _)| *r))
+        .bind(sqlx::query(&sql))
+        .bind(previous)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A `voice_call_stats_daily` row, as stored and as pushed in `call.stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct StatsRow {
+    pub tenant_id: Uuid,
+    pub day: NaiveDate,
+    pub agent_id: Uuid,
+    pub calls_started: i64,
+    pub calls_answered: i64,
+    pub calls_completed: i64,
+    pub calls_failed: i64,
+    pub total_duration_seconds: i64,
+    pub total_cost: Decimal,
+}
+
+/// Adds the batch's pre-summed deltas, one row per key, in key order (so
+/// concurrent batches lock the same rows in the same order).
+pub async fn add_stats(
+    conn: &mut PgConnection,
+    deltas: &BTreeMap<StatsKey, StatsDelta>,
+) -> Result<Vec<StatsRow>, sqlx::Error> {
+    let changed: Vec<(&StatsKey, &StatsDelta)> = deltas.iter().filter(|(_, d)| !d.is_zero()).collect();
+    if changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let col = |f: fn(&StatsDelta) -> i64| changed.iter().map(|(_, d)| f(d)).collect::<Vec<i64>>();
+    sqlx::query_as(
+        "INSERT INTO voice_call_stats_daily AS s (tenant_id, day, agent_id, calls_started,
+            calls_answered, calls_completed, calls_failed, total_duration_seconds, total_cost)
+         SELECT * FROM UNNEST($1::uuid[], $2::date[], $3::uuid[], $4::int8[], $5::int8[],
+            $6::int8[], $7::int8[], $8::int8[], $9::numeric[])
+         ON CONFLICT (tenant_id, day, agent_id) DO UPDATE SET
+            calls_started = s.calls_started + EXCLUDED.calls_started,
+            calls_answered = s.calls_answered + EXCLUDED.calls_answered,
+            calls_completed = s.calls_completed + EXCLUDED.calls_completed,
+            calls_failed = s.calls_failed + EXCLUDED.calls_failed,
+            total_duration_seconds = s.total_duration_seconds + EXCLUDED.total_duration_seconds,
+            total_cost = s.total_cost + EXCLUDED.total_cost,
+            updated_at = now()
+         RETURNING tenant_id, day, agent_id, calls_started, calls_answered, calls_completed,
+            calls_failed, total_duration_seconds, total_cost",
+    )
+    .bind(changed.iter().map(|(k, _)| k.tenant_id).collect::<Vec<_>>())
+    .bind(changed.iter().map(|(k, _)| k.day).collect::<Vec<_>>())
+    .bind(changed.iter().map(|(k, _)| k.agent_id).collect::<Vec<_>>())
+    .bind(col(|d| d.calls_started))
+    .bind(col(|d| d.calls_answered))
+    .bind(col(|d| d.calls_completed))
+    .bind(col(|d| d.calls_failed))
+    .bind(col(|d| d.total_duration_seconds))
+    .bind(changed.iter().map(|(_, d)| d.total_cost).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await
+}
+
+/// A stored transcript line.
+#[derive(Debug, Clone)]
+pub struct NewLine<'a> {
+    pub tenant_id: Uuid,
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub line: &'a TranscriptLine,
+}
+
+/// Inserts the lines not stored yet; returns the `(call_id, seq)` it inserted.
+pub async fn insert_transcripts(
+    conn: &mut PgConnection,
+    lines: &[NewLine<'_>],
+) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
+    if lines.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "INSERT INTO voice_call_transcripts (call_id, seq, tenant_id, speaker, text, occurred_at, event_id)
+         SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::uuid[], $4::text[], $5::text[],
+                              $6::timestamptz[], $7::uuid[])
+         ON CONFLICT (call_id, seq) DO NOTHING
+         RETURNING call_id, seq",
+    )
+    .bind(lines.iter().map(|l| l.line.call_id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.line.seq).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.tenant_id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.line.speaker).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.line.text.as_str()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.occurred_at).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.event_id).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await
+}
+
+/// Tenants of calls known from their transcript or analysis rows, for the
+/// tenant check of events that do not touch `voice_call_logs`.
+pub async fn side_tenants(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Uuid>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT call_log_id, tenant_id FROM voice_call_analysis WHERE call_log_id = ANY($1)
+         UNION
+         SELECT DISTINCT call_id, tenant_id FROM voice_call_transcripts WHERE call_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// A `voice_call_analysis` row, as pushed in `call.analyzed`.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct AnalysisRow {
+    pub call_log_id: Uuid,
+    pub tenant_id: Uuid,
+    pub sentiment: Option<String>,
+    pub lead_category: Option<String>,
+    pub summary: Option<String>,
+    pub analyzed_at: Option<DateTime<Utc>>,
+}
+
+/// Upserts analyses (one per call, the batch's latest); a stored analysis
+/// with a later `analyzed_at` is kept, so re-analyses converge in any order.
+pub async fn upsert_analyses(
+    conn: &mut PgConnection,
+    items: &[(Uuid, DateTime<Utc>, &Analysis)],
+) -> Result<Vec<AnalysisRow>, sqlx::Error> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "INSERT INTO voice_call_analysis AS a (call_log_id, tenant_id, sentiment, lead_category, summary, analyzed_at)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+         ON CONFLICT (call_log_id) DO UPDATE SET
+            sentiment = EXCLUDED.sentiment, lead_category = EXCLUDED.lead_category,
+            summary = EXCLUDED.summary, analyzed_at = EXCLUDED.analyzed_at
+         WHERE a.tenant_id = EXCLUDED.tenant_id
+           AND (a.analyzed_at IS NULL OR a.analyzed_at < EXCLUDED.analyzed_at)
+         RETURNING call_log_id, tenant_id, sentiment, lead_category, summary, analyzed_at",
+    )
+    .bind(items.iter().map(|(_, _, a)| a.call_id).collect::<Vec<_>>())
+    .bind(items.iter().map(|(t, _, _)| *t).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, _, a)| a.sentiment).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, _, a)| a.lead_category.as_str()).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, _, a)| a.summary.as_deref()).collect::<Vec<_>>())
+    .bind(items.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await
+}

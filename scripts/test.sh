@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite against the real Postgres and the real broker:
+# starts the broker (installing it if needed), then runs every test.
+# Needs Postgres on 127.0.0.1:5432 (user postgres, trust auth) or DATABASE_URL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/broker.sh
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
+
+cargo fmt --all -- --check
+# Tests that share one broker run a few at a time: two cores, and every
+# test owns its topics and its database anyway.
+cargo test --workspace --locked -- --test-threads="${LAD_TEST_THREADS:-4}"

@@ -1,0 +1,194 @@
+//! Configuration: flags, each with an environment variable, each with a
+//! default that works on a developer machine (local Postgres and broker).
+
+use clap::{Args, Parser, Subcommand};
+use lad_consumers::kafka::{parse_props, KafkaSettings};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "lad-hub", version, about = "LAD live hub: Kafka -> Postgres -> WebSocket")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations, then run the pipelines, the outbox relay and the WebSocket gateway.
+    Serve(ServeArgs),
+    /// Create the database if missing and apply every migration.
+    Migrate(DbArgs),
+    /// Produce demo voice, campaign, billing and assistant traffic to the input topics.
+    Demo(DemoArgs),
+    /// Print a signed JWT for the WebSocket (for development and tests).
+    Token(TokenArgs),
+    /// Subscribe to channels and print every frame (a minimal WebSocket client).
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/lad_hub")]
+    pub database_url: String,
+    /// Connections in the pool (pipelines, relay, snapshots share it).
+    #[arg(long, env = "LAD_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    /// librdkafka properties for every client, `key=value` (repeat, or comma-separate
+    /// in the variable), e.g. `security.protocol=SASL_SSL,sasl.mechanism=PLAIN`.
+    #[arg(long = "kafka-prop", env = "LAD_KAFKA_PROPS", value_delimiter = ',')]
+    pub kafka_props: Vec<String>,
+    /// librdkafka properties for consumers only.
+    #[arg(long = "kafka-consumer-prop", env = "LAD_KAFKA_CONSUMER_PROPS", value_delimiter = ',')]
+    pub kafka_consumer_props: Vec<String>,
+    /// librdkafka properties for producers only.
+    #[arg(long = "kafka-producer-prop", env = "LAD_KAFKA_PRODUCER_PROPS", value_delimiter = ',')]
+    pub kafka_producer_props: Vec<String>,
+}
+
+impl KafkaArgs {
+    pub fn settings(&self) -> Result<KafkaSettings, String> {
+        Ok(KafkaSettings {
+            brokers: self.kafka_brokers.clone(),
+            common: parse_props(&self.kafka_props)?,
+            consumer: parse_props(&self.kafka_consumer_props)?,
+            producer: parse_props(&self.kafka_producer_props)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Topics {
+    #[arg(long, env = "LAD_TOPIC_VOICE", default_value = "lad.voice.call-events.v1")]
+    pub topic_voice: String,
+    #[arg(long, env = "LAD_TOPIC_CAMPAIGNS", default_value = "lad.campaign.activities.v1")]
+    pub topic_campaigns: String,
+    #[arg(long, env = "LAD_TOPIC_BILLING", default_value = "lad.billing.usage.v1")]
+    pub topic_billing: String,
+    #[arg(long, env = "LAD_TOPIC_AI", default_value = "lad.ai.icp-assistant.v1")]
+    pub topic_ai: String,
+    #[arg(long, env = "LAD_TOPIC_LIVE", default_value = "lad.live.v1")]
+    pub topic_live: String,
+    #[arg(long, env = "LAD_TOPIC_DEAD_LETTERS", default_value = "lad.dead-letters.v1")]
+    pub topic_dead_letters: String,
+}
+
+impl Topics {
+    pub fn all(&self) -> [&str; 6] {
+        [
+            &self.topic_voice,
+            &self.topic_campaigns,
+            &self.topic_billing,
+            &self.topic_ai,
+            &self.topic_live,
+            &self.topic_dead_letters,
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: Topics,
+    /// Listen address of the WebSocket gateway, health and metrics.
+    #[arg(long, env = "LAD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// HS256 secret of the WebSocket tokens.
+    #[arg(long, env = "LAD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// Consumer group of the pipelines (one per deployment, shared by its nodes).
+    #[arg(long, env = "LAD_CONSUMER_GROUP", default_value = "lad-hub")]
+    pub consumer_group: String,
+    /// Largest batch, in records, applied in one transaction.
+    #[arg(long, env = "LAD_BATCH_MAX", default_value_t = 5000)]
+    pub batch_max: usize,
+    /// Longest wait, in milliseconds, to fill a batch once its first record came.
+    #[arg(long, env = "LAD_BATCH_WAIT_MS", default_value_t = 10)]
+    pub batch_wait_ms: u64,
+    /// Partitions of the topics the hub creates when they are missing.
+    #[arg(long, env = "LAD_TOPIC_PARTITIONS", default_value_t = 6)]
+    pub topic_partitions: i32,
+    /// Replication factor of the topics the hub creates.
+    #[arg(long, env = "LAD_TOPIC_REPLICATION", default_value_t = 1)]
+    pub topic_replication: i32,
+    /// Outgoing frames a WebSocket may have queued before it is cut off (4008).
+    #[arg(long, env = "LAD_WS_QUEUE", default_value_t = 1024)]
+    pub ws_queue: usize,
+    /// Which parts run on this node: `all`, `consumers` (pipelines and relay) or `gateway`.
+    #[arg(long, env = "LAD_ROLE", default_value = "all", value_parser = ["all", "consumers", "gateway"])]
+    pub role: String,
+    /// Also run the demo traffic generator (for the quick start).
+    #[arg(long, env = "LAD_DEMO")]
+    pub demo: bool,
+}
+
+impl ServeArgs {
+    pub fn batch_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_wait_ms)
+    }
+
+    pub fn runs_consumers(&self) -> bool {
+        self.role != "gateway"
+    }
+
+    pub fn runs_gateway(&self) -> bool {
+        self.role != "consumers"
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: Topics,
+    /// The demo tenant (the one `lad-hub token` defaults to).
+    #[arg(long, env = "LAD_DEMO_TENANT", default_value = crate::demo::DEMO_TENANT)]
+    pub tenant: uuid::Uuid,
+    /// Calls started per second.
+    #[arg(long, default_value_t = 5.0)]
+    pub calls_per_second: f64,
+    /// Stop after this many calls (default: run until interrupted).
+    #[arg(long)]
+    pub calls: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    #[arg(long, env = "LAD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    #[arg(long, default_value = crate::demo::DEMO_TENANT)]
+    pub tenant: uuid::Uuid,
+    #[arg(long, default_value = crate::demo::DEMO_USER)]
+    pub user: uuid::Uuid,
+    #[arg(long, default_value = "admin", value_parser = ["owner", "admin", "member", "viewer"])]
+    pub role: String,
+    /// Capability keys (repeat or comma-separate).
+    #[arg(long = "cap", value_delimiter = ',')]
+    pub caps: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub ttl: i64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// WebSocket URL of the hub.
+    #[arg(long, env = "LAD_WS_URL", default_value = "ws://127.0.0.1:8080/v1/ws")]
+    pub url: String,
+    #[arg(long, env = "LAD_TOKEN")]
+    pub token: String,
+    /// Channels to subscribe to.
+    #[arg(required = true)]
+    pub channels: Vec<String>,
+}

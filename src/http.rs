@@ -1,0 +1,64 @@
+//! The HTTP surface besides the WebSocket: liveness, readiness, metrics.
+
+use crate::gateway::Gateway;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use sqlx::PgPool;
+use std::sync::OnceLock;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    /// `None` on a consumers-only node.
+    pub gateway: Option<Gateway>,
+    pub metrics: PrometheusHandle,
+}
+
+/// The process-wide Prometheus recorder (installed once, however many hubs
+/// a test process starts).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+pub fn router(state: AppState) -> Router {
+    let base = Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state.clone());
+    match &state.gateway {
+        Some(g) => base.merge(g.router()),
+        None => base,
+    }
+}
+
+/// Ready when Postgres answers and, on a gateway node, the live reader has
+/// its partitions (before that, a subscriber would miss messages).
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let db = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
+    let live = state.gateway.as_ref().is_none_or(Gateway::is_ready);
+    let status = if db && live { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({"database": db, "live_reader": live})))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,220 @@
+//! Builds the running hub from its configuration: database, topics, the
+//! outbox relay, one pipeline per input topic, the gateway and its HTTP
+//! server. [`start`] returns once the listener is bound, with its address.
+
+use crate::config::{DbArgs, ServeArgs};
+use crate::gateway::{Gateway, GatewayConfig};
+use crate::{demo, http};
+use anyhow::Context;
+use lad_consumers::ai::AiDomain;
+use lad_consumers::billing::BillingDomain;
+use lad_consumers::campaigns::CampaignsDomain;
+use lad_consumers::kafka::{ensure_topics, KafkaSettings};
+use lad_consumers::outbox::{Relay, RelayWaker};
+use lad_consumers::pipeline::{Domain, Pipeline, PipelineConfig};
+use lad_consumers::voice::VoiceDomain;
+use rdkafka::producer::FutureProducer;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Executor, PgPool};
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Creates the database named in `url` when it does not exist, then applies
+/// every pending migration.
+pub async fn migrate(db: &DbArgs) -> anyhow::Result<PgPool> {
+    let opts = PgConnectOptions::from_str(&db.database_url).context("DATABASE_URL")?;
+    let name = opts.get_database().unwrap_or("postgres").to_owned();
+    let mut admin = opts.clone().database("postgres").connect().await.context("connecting to Postgres")?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        // A concurrent creator may win the race; the database exists either way.
+        if let Err(e) = admin.execute(format!("CREATE DATABASE {quoted}").as_str()).await {
+            tracing::debug!(error = %e, "create database");
+        }
+        tracing::info!(database = %name, "database created");
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(db.db_pool_size)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+        .context("connecting to the hub database")?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    Ok(pool)
+}
+
+/// A running hub.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Waits until every task stopped (after `shutdown` was cancelled, or a
+    /// task failed, which stops the others).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = result {
+                tracing::error!(error = %e, "hub task failed; stopping");
+                self.shutdown.cancel();
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
+    let shutdown = CancellationToken::new();
+    let pool = migrate(&args.db).await?;
+    let kafka = args.kafka.settings().map_err(anyhow::Error::msg)?;
+    ensure_topics(&kafka, &args.topics.all(), args.topic_partitions, args.topic_replication)
+        .await
+        .context("creating topics (is the broker up? see KAFKA_BROKERS)")?;
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(keep_partitions_ahead(pool.clone(), shutdown.clone()));
+
+    if args.runs_consumers() {
+        let producer: FutureProducer = kafka.producer_config().create().context("kafka producer")?;
+        let relay = Relay::new(pool.clone(), producer.clone());
+        let waker = relay.waker();
+        let relay_stop = shutdown.clone();
+        tasks.spawn(async move {
+            relay.run(relay_stop).await;
+            Ok(())
+        });
+        let t = &args.topics;
+        let spawn = PipelineSpawner {
+            args: &args,
+            kafka: &kafka,
+            pool: &pool,
+            producer: &producer,
+            waker: &waker,
+            shutdown: &shutdown,
+        };
+        spawn.pipeline(&mut tasks, "voice", &t.topic_voice, VoiceDomain)?;
+        spawn.pipeline(&mut tasks, "campaigns", &t.topic_campaigns, CampaignsDomain::default())?;
+        spawn.pipeline(&mut tasks, "billing", &t.topic_billing, BillingDomain::default())?;
+        spawn.pipeline(&mut tasks, "ai", &t.topic_ai, AiDomain::default())?;
+    }
+
+    let gateway = Gateway::new(
+        pool.clone(),
+        GatewayConfig {
+            jwt_secret: args.jwt_secret.clone(),
+            queue_capacity: args.ws_queue,
+            ..GatewayConfig::default()
+        },
+        shutdown.clone(),
+    );
+    if args.runs_gateway() {
+        let (g, k, topic, stop) = (gateway.clone(), kafka.clone(), args.topics.topic_live.clone(), shutdown.clone());
+        tasks.spawn(async move { g.run_live_reader(&k, &topic, stop).await });
+    }
+
+    if args.demo {
+        let demo_args = crate::config::DemoArgs {
+            kafka: args.kafka.clone(),
+            topics: args.topics.clone(),
+            tenant: demo::DEMO_TENANT.parse().expect("valid uuid"),
+            calls_per_second: 5.0,
+            calls: None,
+        };
+        let stop = shutdown.clone();
+        tasks.spawn(async move { demo::run(demo_args, stop).await });
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("binding {}", args.http_addr))?;
+    let addr = listener.local_addr()?;
+    let app = http::router(http::AppState {
+        pool,
+        gateway: args.runs_gateway().then_some(gateway),
+        metrics: http::metrics_handle(),
+    });
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("http server")
+    });
+    tracing::info!(%addr, role = %args.role, "lad-hub serving");
+    Ok(Running { addr, shutdown, tasks })
+}
+
+struct PipelineSpawner<'a> {
+    args: &'a ServeArgs,
+    kafka: &'a KafkaSettings,
+    pool: &'a PgPool,
+    producer: &'a FutureProducer,
+    waker: &'a RelayWaker,
+    shutdown: &'a CancellationToken,
+}
+
+impl PipelineSpawner<'_> {
+    /// One consumer group per topic: a rebalance of one pipeline never
+    /// pauses the others.
+    fn pipeline<D: Domain>(
+        &self,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+        name: &str,
+        topic: &str,
+        domain: D,
+    ) -> anyhow::Result<()> {
+        let cfg = PipelineConfig {
+            group: format!("{}.{name}", self.args.consumer_group),
+            topic: topic.to_owned(),
+            live_topic: self.args.topics.topic_live.clone(),
+            dead_letter_topic: self.args.topics.topic_dead_letters.clone(),
+            batch_max: self.args.batch_max,
+            batch_wait: self.args.batch_wait(),
+        };
+        let pipeline = Pipeline::new(
+            Arc::new(domain),
+            self.pool.clone(),
+            self.kafka,
+            self.producer.clone(),
+            self.waker.clone(),
+            cfg,
+        )
+        .with_context(|| format!("{name} pipeline"))?;
+        let stop = self.shutdown.clone();
+        tasks.spawn(async move { pipeline.run(stop).await.map_err(anyhow::Error::from) });
+        Ok(())
+    }
+}
+
+/// Keeps monthly `voice_call_logs` partitions three months ahead, so a new
+/// month never lands in the default partition of a long-running hub.
+async fn keep_partitions_ahead(pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    loop {
+        match sqlx::query_scalar::<_, i32>("SELECT lad_ensure_voice_call_log_partitions(1, 3)")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok(n) if n > 0 => tracing::info!(created = n, "voice_call_logs partitions created"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not create voice_call_logs partitions"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(6 * 3600)) => {}
+        }
+    }
+}

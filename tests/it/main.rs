@@ -1,0 +1,6 @@
+//! One test binary: every test against the real Postgres (its own database)
+//! and the real broker (its own topics).
+
+mod migrate;
+mod support;
+mod voice;

@@ -1,0 +1,322 @@
+//! What every end-to-end test needs: its own topics and consumer group on the
+//! real broker, its own database (from `#[sqlx::test]`), a producer, a hub
+//! (a real process, so it can be SIGKILLed), and WebSocket clients.
+
+use futures_util::{SinkExt, StreamExt};
+use lad_hub::demo::Event;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "integration-test-secret";
+
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Unique topic names and group for one test.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub prefix: String,
+}
+
+impl Topics {
+    pub fn new() -> Topics {
+        Topics {
+            prefix: format!("t{}", Uuid::new_v4().simple()),
+        }
+    }
+    pub fn voice(&self) -> String {
+        format!("{}.voice", self.prefix)
+    }
+    pub fn campaigns(&self) -> String {
+        format!("{}.campaigns", self.prefix)
+    }
+    pub fn billing(&self) -> String {
+        format!("{}.billing", self.prefix)
+    }
+    pub fn ai(&self) -> String {
+        format!("{}.ai", self.prefix)
+    }
+    pub fn live(&self) -> String {
+        format!("{}.live", self.prefix)
+    }
+    pub fn dead_letters(&self) -> String {
+        format!("{}.dead-letters", self.prefix)
+    }
+}
+
+/// The URL of the database a `#[sqlx::test]` pool points at.
+pub async fn database_url(pool: &PgPool) -> String {
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .expect("current_database");
+    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (root, _) = base.rsplit_once('/').expect("DATABASE_URL has a database");
+    format!("{root}/{name}")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A hub process serving one test's topics and database.
+pub struct Hub {
+    pub addr: SocketAddr,
+    child: Child,
+    env: Vec<(String, String)>,
+}
+
+pub struct HubOptions {
+    /// One record per producer batch: needed whenever the hub may resume in
+    /// the middle of its own output (tansu skips the rest of a batch when
+    /// a fetch starts inside it; see ARCHITECTURE.md).
+    pub restartable: bool,
+    pub batch_max: usize,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        HubOptions {
+            restartable: false,
+            batch_max: 500,
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+impl Hub {
+    pub async fn start(pool: &PgPool, topics: &Topics, opts: HubOptions) -> Hub {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let mut env = vec![
+            ("DATABASE_URL".into(), database_url(pool).await),
+            ("KAFKA_BROKERS".into(), brokers()),
+            ("LAD_HTTP_ADDR".into(), addr.to_string()),
+            ("LAD_JWT_SECRET".into(), JWT_SECRET.into()),
+            ("LAD_TOPIC_VOICE".into(), topics.voice()),
+            ("LAD_TOPIC_CAMPAIGNS".into(), topics.campaigns()),
+            ("LAD_TOPIC_BILLING".into(), topics.billing()),
+            ("LAD_TOPIC_AI".into(), topics.ai()),
+            ("LAD_TOPIC_LIVE".into(), topics.live()),
+            ("LAD_TOPIC_DEAD_LETTERS".into(), topics.dead_letters()),
+            ("LAD_CONSUMER_GROUP".into(), format!("{}.hub", topics.prefix)),
+            ("LAD_TOPIC_PARTITIONS".into(), "3".into()),
+            ("LAD_DB_POOL_SIZE".into(), "6".into()),
+            ("LAD_BATCH_MAX".into(), opts.batch_max.to_string()),
+            // A killed lone member is replaced after the session timeout:
+            // keep it short (tansu keeps a dead member of several, see ARCHITECTURE.md).
+            (
+                "LAD_KAFKA_CONSUMER_PROPS".into(),
+                "session.timeout.ms=6000,heartbeat.interval.ms=1000".into(),
+            ),
+            ("RUST_LOG".into(), "info,rdkafka=warn,sqlx=warn".into()),
+        ];
+        if opts.restartable {
+            env.push(("LAD_KAFKA_PRODUCER_PROPS".into(), "batch.num.messages=1".into()));
+        }
+        env.extend(opts.extra_env);
+        let child = Self::spawn(&env);
+        let hub = Hub { addr, child, env };
+        hub.wait_ready().await;
+        hub
+    }
+
+    fn spawn(env: &[(String, String)]) -> Child {
+        let log = std::env::temp_dir().join(format!("lad-hub-{}.log", Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&log).expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_lad-hub"))
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn lad-hub")
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(self.addr).await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let req = format!("GET /readyz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+                if s.write_all(req.as_bytes()).await.is_ok() {
+                    let mut buf = Vec::new();
+                    let _ = s.read_to_end(&mut buf).await;
+                    if buf.starts_with(b"HTTP/1.1 200") {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "hub did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown path runs, whatever the hub was doing.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(&self.env);
+        self.wait_ready().await;
+    }
+
+    pub fn ws_url(&self, token: &str) -> String {
+        format!("ws://{}/v1/ws?token={token}", self.addr)
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn producer(one_record_per_batch: bool) -> FutureProducer {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1");
+    if one_record_per_batch {
+        cfg.set("batch.num.messages", "1");
+    }
+    cfg.create().expect("producer")
+}
+
+/// Produces raw payloads with keys, waiting for every delivery.
+pub async fn produce_raw(producer: &FutureProducer, topic: &str, records: &[(String, Vec<u8>)]) {
+    let mut deliveries = Vec::with_capacity(records.len());
+    for (key, payload) in records {
+        loop {
+            match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
+                Ok(d) => {
+                    deliveries.push(d);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+    for d in deliveries {
+        d.await.expect("delivery").expect("delivered");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
+pub async fn produce(producer: &FutureProducer, topic: &str, events: &[Event]) {
+    let records: Vec<(String, Vec<u8>)> = events.iter().map(|e| (e.key.clone(), e.payload())).collect();
+    produce_raw(producer, topic, &records).await;
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+}
+
+pub fn token(tenant: Uuid, user: Uuid, role: &str, caps: &[&str]) -> String {
+    let claims = json!({
+        "sub": user, "tenant_id": tenant, "role": role,
+        "exp": chrono::Utc::now().timestamp() + 3600,
+        "caps": caps,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("token")
+}
+
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+    next_id: u64,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        Client { ws, next_id: 1 }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.ws.send(Message::text(frame.to_string())).await.expect("send");
+    }
+
+    /// Subscribes and returns the `subscribed` (or `error`) reply.
+    pub async fn subscribe(&mut self, channel: &str) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(json!({"op": "subscribe", "id": id, "channel": channel})).await;
+        loop {
+            let f = self.next_frame(10).await.expect("a reply to subscribe");
+            if f["id"] == json!(id) {
+                return f;
+            }
+        }
+    }
+
+    /// The next text frame as JSON, or `None` after `secs` of silence.
+    pub async fn next_frame(&mut self, secs: u64) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).expect("JSON frame")),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Collects `message` frames until `done` says so, or fails after `secs`.
+    pub async fn messages_until(&mut self, secs: u64, mut done: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut out = Vec::new();
+        while !done(&out) {
+            let left = deadline.saturating_duration_since(Instant::now()).as_secs().max(1);
+            assert!(Instant::now() < deadline, "timed out; got {} messages", out.len());
+            match self.next_frame(left).await {
+                Some(f) if f["op"] == "message" => out.push(f),
+                Some(_) => {}
+                None => panic!("socket went quiet after {} messages", out.len()),
+            }
+        }
+        out
+    }
+}

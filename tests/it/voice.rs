@@ -1,0 +1,261 @@
+//! The voice path end to end: rdkafka producer → broker → hub process →
+//! Postgres rows and aggregates → WebSocket pushes.
+
+use crate::support::*;
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+use lad_hub::demo::{CallScript, Event};
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+type StatsKey = (Uuid, NaiveDate, Uuid);
+
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Stats {
+    started: i64,
+    answered: i64,
+    completed: i64,
+    failed: i64,
+    duration: i64,
+    cost: Decimal,
+}
+
+/// What one clean run gives, computed from the scripts alone.
+fn reference(calls: &[(CallScript, DateTime<Utc>)], step: ChronoDuration) -> BTreeMap<StatsKey, Stats> {
+    let mut out: BTreeMap<StatsKey, Stats> = BTreeMap::new();
+    for (c, start) in calls {
+        let key = |at: DateTime<Utc>| (c.tenant, at.date_naive(), c.agent_id);
+        out.entry(key(*start)).or_default().started += 1;
+        let mut i = 1;
+        if c.answered {
+            out.entry(key(*start + step)).or_default().answered += 1;
+            i += 1;
+        }
+        let ended = *start + step * (i + c.transcript_lines);
+        let s = out.entry(key(ended)).or_default();
+        if c.status == "completed" {
+            s.completed += 1;
+        } else {
+            s.failed += 1;
+        }
+        s.duration += i64::from(c.duration_seconds);
+        s.cost += c.cost.parse::<Decimal>().expect("decimal");
+    }
+    out
+}
+
+async fn stored_stats(pool: &PgPool) -> BTreeMap<StatsKey, Stats> {
+    let rows: Vec<(Uuid, NaiveDate, Uuid, i64, i64, i64, i64, i64, Decimal)> = sqlx::query_as(
+        "SELECT tenant_id, day, agent_id, calls_started, calls_answered, calls_completed,
+                calls_failed, total_duration_seconds, total_cost
+         FROM voice_call_stats_daily",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("stats");
+    rows.into_iter()
+        .map(|(t, d, a, started, answered, completed, failed, duration, cost)| {
+            ((t, d, a), Stats { started, answered, completed, failed, duration, cost })
+        })
+        .collect()
+}
+
+/// Calls starting around UTC midnight (so steps fall on two days), some
+/// with their events in reverse order (a late `call.started`).
+fn scripted_calls(
+    rng: &mut impl Rng,
+    tenant: Uuid,
+    agents: &[Uuid],
+    n: usize,
+    step: ChronoDuration,
+) -> (Vec<(CallScript, DateTime<Utc>)>, Vec<Event>) {
+    let midnight = Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap();
+    let mut calls = Vec::new();
+    let mut events = Vec::new();
+    for i in 0..n {
+        let script = CallScript::random(rng, tenant, agents);
+        let start = midnight - ChronoDuration::minutes(5) + ChronoDuration::seconds(7 * i as i64);
+        let mut evs = script.events(start, step);
+        if i % 3 == 0 {
+            evs.reverse();
+        }
+        events.extend(evs);
+        calls.push((script, start));
+    }
+    (calls, events)
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn voice_events_become_rows_aggregates_and_pushes_for_their_tenant_only(pool: PgPool) {
+    let topics = Topics::new();
+    let hub = Hub::start(&pool, &topics, HubOptions::default()).await;
+    let (tenant_a, tenant_b) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut client_a = Client::connect(&hub.ws_url(&token(tenant_a, Uuid::new_v4(), "member", &[]))).await;
+    let mut client_b = Client::connect(&hub.ws_url(&token(tenant_b, Uuid::new_v4(), "viewer", &[]))).await;
+    let sub = client_a.subscribe(&format!("tenant:{tenant_a}:calls")).await;
+    assert_eq!(sub["op"], "subscribed", "{sub}");
+    let sub = client_b.subscribe(&format!("tenant:{tenant_b}:calls")).await;
+    assert_eq!(sub["op"], "subscribed", "{sub}");
+    let denied = client_b.subscribe(&format!("tenant:{tenant_a}:calls")).await;
+    assert_eq!((denied["op"].as_str(), denied["code"].as_str()), (Some("error"), Some("forbidden")));
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let agents: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    let step = ChronoDuration::minutes(2);
+    let (calls, mut events) = scripted_calls(&mut rng, tenant_a, &agents, 30, step);
+    // A duplicate under the same event_id, far from the original.
+    events.push(events[0].clone());
+    let producer = producer(false);
+    produce(&producer, &topics.voice(), &events).await;
+
+    let expected = reference(&calls, step);
+    eventually(60, "aggregates equal the reference", || async {
+        (stored_stats(&pool).await == expected).then_some(())
+    })
+    .await;
+    let rows: Vec<(Uuid, String, Option<Uuid>, Option<Decimal>)> =
+        sqlx::query_as("SELECT id, status, agent_id, cost FROM voice_call_logs")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), calls.len());
+    for (script, _) in &calls {
+        let row = rows.iter().find(|r| r.0 == script.call_id).expect("call stored");
+        assert_eq!(row.1, script.status);
+        assert_eq!(row.2, Some(script.agent_id));
+        assert_eq!(row.3, Some(script.cost.parse().unwrap()));
+    }
+    let analyzed = calls.iter().filter(|(c, _)| c.answered).count() as i64;
+    assert_eq!(count(&pool, "SELECT count(*) FROM voice_call_analysis").await, analyzed);
+    let lines: i64 = calls.iter().map(|(c, _)| i64::from(c.transcript_lines)).sum();
+    assert_eq!(count(&pool, "SELECT count(*) FROM voice_call_transcripts").await, lines);
+
+    // The pushes: tenant A sees every call's final row; tenant B sees nothing.
+    let finals = |msgs: &[serde_json::Value]| {
+        calls.iter().all(|(c, _)| {
+            msgs.iter().any(|m| {
+                m["type"] == "call.updated" && m["data"]["id"] == json!(c.call_id) && m["data"]["status"] == c.status
+            })
+        })
+    };
+    let msgs = client_a.messages_until(60, finals).await;
+    assert!(msgs.iter().all(|m| m["channel"] == format!("tenant:{tenant_a}:calls")));
+    assert!(msgs.iter().any(|m| m["type"] == "call.stats"));
+    assert!(client_b.next_frame(2).await.is_none(), "tenant B received tenant A's data");
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn poison_records_are_dead_lettered_and_everything_valid_is_applied(pool: PgPool) {
+    let topics = Topics::new();
+    let _hub = Hub::start(&pool, &topics, HubOptions::default()).await;
+    let tenant = Uuid::new_v4();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let agents = [Uuid::new_v4()];
+    let step = ChronoDuration::seconds(30);
+    let (calls, events) = scripted_calls(&mut rng, tenant, &agents, 10, step);
+
+    let call = Uuid::new_v4();
+    let bad_ended = |cost: &str| {
+        Event::new(call, "call.ended", tenant, Utc::now(), json!({
+            "call_id": call, "status": "completed", "duration_seconds": 5, "cost": cost}))
+    };
+    let mut wrong_tenant = Event::new(call, "call.answered", tenant, Utc::now(), json!({"call_id": call}));
+    wrong_tenant.value["tenant_id"] = json!("not-a-uuid");
+    let mut missing = Event::new(call, "call.started", tenant, Utc::now(), json!({"call_id": call}));
+    missing.value["data"] = json!({"call_id": call, "direction": "outbound"});
+    let poison: Vec<(String, Vec<u8>, &str)> = vec![
+        ("k".into(), b"{not json".to_vec(), "invalid_json"),
+        (
+            call.to_string(),
+            Event::new(call, "call.teleported", tenant, Utc::now(), json!({"call_id": call})).payload(),
+            "unknown_type",
+        ),
+        (call.to_string(), missing.payload(), "invalid_data"),
+        (call.to_string(), bad_ended("-0.01").payload(), "invalid_data"),
+        (call.to_string(), wrong_tenant.payload(), "invalid_envelope"),
+    ];
+    let mut records: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut poison_iter = poison.iter();
+    for (i, e) in events.iter().enumerate() {
+        records.push((e.key.clone(), e.payload()));
+        if i % 7 == 3 {
+            if let Some((k, p, _)) = poison_iter.next() {
+                records.push((k.clone(), p.clone()));
+            }
+        }
+    }
+    records.extend(poison_iter.map(|(k, p, _)| (k.clone(), p.clone())));
+    produce_raw(&producer(false), &topics.voice(), &records).await;
+
+    let expected = reference(&calls, step);
+    eventually(60, "valid events applied", || async { (stored_stats(&pool).await == expected).then_some(()) }).await;
+    let letters: Vec<(String, String, Option<Vec<u8>>)> = eventually(30, "dead letters", || async {
+        let rows: Vec<(String, String, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT error_kind, reason, payload FROM hub_dead_letters ORDER BY kafka_offset")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        (rows.len() == poison.len()).then_some(rows)
+    })
+    .await;
+    for (_, payload, kind) in &poison {
+        let letter = letters.iter().find(|l| l.2.as_deref() == Some(payload.as_slice())).expect("raw bytes kept");
+        assert_eq!(letter.0, *kind, "reason: {}", letter.1);
+        assert!(!letter.1.is_empty());
+    }
+    assert_eq!(count(&pool, "SELECT count(*) FROM voice_call_logs").await, calls.len() as i64);
+}
+
+/// Guarantee 1: SIGKILL while a stream is consumed, restart, and the result
+/// equals one clean run. Kills are 12 s apart, longer than the 6 s session
+/// timeout: tansu keeps a killed member's partitions while an earlier dead
+/// member of the group is still in its session (see ARCHITECTURE.md).
+#[sqlx::test(migrations = "./migrations")]
+async fn killing_the_hub_mid_stream_changes_nothing_in_the_result(pool: PgPool) {
+    let topics = Topics::new();
+    let opts = HubOptions { restartable: true, batch_max: 40, ..HubOptions::default() };
+    let mut hub = Hub::start(&pool, &topics, opts).await;
+    let tenant = Uuid::new_v4();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let agents: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    let step = ChronoDuration::minutes(1);
+    let (calls, mut events) = scripted_calls(&mut rng, tenant, &agents, 300, step);
+    // Producer retries and replays: the same events again, later.
+    let replay: Vec<Event> = events.iter().step_by(9).cloned().collect();
+    events.extend(replay);
+    let total_events = events.iter().map(Event::event_id).collect::<std::collections::HashSet<_>>().len();
+
+    let voice_topic = topics.voice();
+    let feeder = tokio::spawn(async move {
+        let producer = producer(true);
+        for chunk in events.chunks(40) {
+            produce(&producer, &voice_topic, chunk).await;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+        hub.restart().await;
+    }
+    feeder.await.expect("feeder");
+
+    let expected = reference(&calls, step);
+    eventually(120, "aggregates equal one clean run", || async {
+        (stored_stats(&pool).await == expected).then_some(())
+    })
+    .await;
+    assert_eq!(count(&pool, "SELECT count(*) FROM voice_call_logs").await, calls.len() as i64);
+    assert_eq!(count(&pool, "SELECT count(*) FROM hub_processed_events").await, total_events as i64);
+    let lines: i64 = calls.iter().map(|(c, _)| i64::from(c.transcript_lines)).sum();
+    assert_eq!(count(&pool, "SELECT count(*) FROM voice_call_transcripts").await, lines);
+    let wrong: i64 = count(
+        &pool,
+        "SELECT count(*) FROM voice_call_logs WHERE ended_at IS NULL OR started_at IS NULL",
+    )
+    .await;
+    assert_eq!(wrong, 0);
+    assert_eq!(count(&pool, "SELECT count(*) FROM hub_dead_letters").await, 0);
+}
