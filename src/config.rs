@@ -165,7 +165,7 @@ pub struct DemoArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {
-    #[arg(long, env = "LAD_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, env = "LAD_JWT_SECRET", hide_env_values = true, default_value = "")]
     pub jwt_secret: String,
     #[arg(long, default_value = crate::demo::DEMO_TENANT)]
     pub tenant: uuid::Uuid,
@@ -179,6 +179,9 @@ pub struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 86_400)]
     pub ttl: i64,
+    /// Print the tenant id instead of a token (for scripts).
+    #[arg(long)]
+    pub print_tenant: bool,
 }
 
 #[derive(Debug, Clone, Args)]

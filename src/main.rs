@@ -38,7 +38,19 @@ async fn main() -> anyhow::Result<()> {
             demo::run(args, stop).await
         }
         Command::Token(args) => {
-            println!("{}", auth::mint_for(&args)?);
+            if args.print_tenant {
+                println!("{}", args.tenant);
+                return Ok(());
+            }
+            anyhow::ensure!(!args.jwt_secret.is_empty(), "set LAD_JWT_SECRET or --jwt-secret");
+            let claims = auth::Claims {
+                sub: args.user,
+                tenant_id: args.tenant,
+                role: args.role.parse().map_err(anyhow::Error::msg)?,
+                exp: auth::unix_now() + args.ttl,
+                caps: args.caps,
+            };
+            println!("{}", auth::mint(&args.jwt_secret, &claims));
             Ok(())
         }
         Command::Watch(args) => watch::run(args).await,

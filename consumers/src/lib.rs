@@ -17,6 +17,7 @@
 //!   [`voice`], [`billing`], [`campaigns`], [`ai`].
 
 pub mod ai;
+pub mod billing;
 pub mod campaigns;
 pub mod dead_letters;
 pub mod envelope;

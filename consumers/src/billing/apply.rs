@@ -287,9 +287,10 @@ pub fn plan<'a>(
             continue;
         }
         let (Some(wallet), Some(bal)) = (wallets.get(&tenant), balance.get_mut(&tenant)) else {
-            p.decisions.push(Decision::Rejected(Rejection::RuleViolation(
-                "the tenant's wallet could not be opened".into(),
-            )));
+            p.decisions
+                .push(Decision::Rejected(Rejection::RuleViolation(
+                    "the tenant's wallet could not be opened".into(),
+                )));
             continue;
         };
         let decision = match op {
@@ -367,9 +368,10 @@ pub fn plan<'a>(
             Op::Credit(c) => {
                 let after = *bal + c.amount;
                 if after >= money_ceiling() {
-                    p.decisions.push(Decision::Rejected(Rejection::RuleViolation(
-                        "the credit would take the balance beyond NUMERIC(20,6)".into(),
-                    )));
+                    p.decisions
+                        .push(Decision::Rejected(Rejection::RuleViolation(
+                            "the credit would take the balance beyond NUMERIC(20,6)".into(),
+                        )));
                     continue;
                 }
                 *bal = after;
@@ -461,7 +463,9 @@ mod tests {
         EventMeta {
             event_id: Uuid::new_v4(),
             tenant_id: tenant,
-            occurred_at: DateTime::parse_from_rfc3339(occurred_at).unwrap().with_timezone(&Utc),
+            occurred_at: DateTime::parse_from_rfc3339(occurred_at)
+                .unwrap()
+                .with_timezone(&Utc),
             record,
         }
     }
@@ -482,7 +486,12 @@ mod tests {
 
     static EMPTY: Value = Value::Null;
 
-    fn usage<'a>(m: EventMeta, key: &'a str, items: &'a [UsageItem], total: Option<&str>) -> Op<'a> {
+    fn usage<'a>(
+        m: EventMeta,
+        key: &'a str,
+        items: &'a [UsageItem],
+        total: Option<&str>,
+    ) -> Op<'a> {
         Op::Usage(UsageOp {
             meta: m,
             idempotency_key: key,
@@ -530,7 +539,10 @@ mod tests {
         let items = [item("mini", "1"), item("ghost", "0")];
         let err = price(&items, None, &prices()).unwrap_err();
         assert_eq!(err.kind(), "rule_violation");
-        assert!(err.to_string().contains("llm/openai/ghost/1k_tokens"), "{err}");
+        assert!(
+            err.to_string().contains("llm/openai/ghost/1k_tokens"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -538,7 +550,10 @@ mod tests {
         let mut ps = prices();
         ps.insert(PriceKey::of(&item("huge", "0")), d("1000000"));
         let items = [item("huge", "99999999999999")];
-        assert_eq!(price(&items, None, &ps).unwrap_err().kind(), "rule_violation");
+        assert_eq!(
+            price(&items, None, &ps).unwrap_err().kind(),
+            "rule_violation"
+        );
     }
 
     #[test]
@@ -559,8 +574,12 @@ mod tests {
             p.decisions[0],
             Decision::InsufficientFunds { ref cost, ref balance, .. } if *cost == d("5") && *balance == d("1")
         ));
-        assert!(matches!(p.decisions[1], Decision::Credited { balance_after, .. } if balance_after == d("11")));
-        assert!(matches!(p.decisions[2], Decision::Charged { balance_after, .. } if balance_after == d("6")));
+        assert!(
+            matches!(p.decisions[1], Decision::Credited { balance_after, .. } if balance_after == d("11"))
+        );
+        assert!(
+            matches!(p.decisions[2], Decision::Charged { balance_after, .. } if balance_after == d("6"))
+        );
         assert_eq!(p.ledger_rows.len(), 2);
         assert_eq!(p.ledger_rows[1].amount, d("-5"));
         assert_eq!(p.ledger_rows[1].transaction_type, "debit");
@@ -568,13 +587,25 @@ mod tests {
         assert_eq!(p.usage_rows[0].status, STATUS_INSUFFICIENT_FUNDS);
         assert_eq!(p.usage_rows[0].ledger_transaction_id, None);
         assert_eq!(p.usage_rows[1].status, STATUS_CHARGED);
-        assert_eq!(p.usage_rows[1].ledger_transaction_id, Some(p.ledger_rows[1].id));
+        assert_eq!(
+            p.usage_rows[1].ledger_transaction_id,
+            Some(p.ledger_rows[1].id)
+        );
         assert_eq!(p.ledger_rows[1].usage_event_id, Some(p.usage_rows[1].id));
-        assert_eq!(p.balances.values().copied().collect::<Vec<_>>(), vec![d("6")]);
+        assert_eq!(
+            p.balances.values().copied().collect::<Vec<_>>(),
+            vec![d("6")]
+        );
         assert_eq!(p.touched, vec![t]);
         // Only the charged usage counts.
         let deltas: Vec<_> = p.cost_daily.values().copied().collect();
-        assert_eq!(deltas, vec![CostDailyDelta { usage_count: 1, total_cost: d("5") }]);
+        assert_eq!(
+            deltas,
+            vec![CostDailyDelta {
+                usage_count: 1,
+                total_cost: d("5")
+            }]
+        );
     }
 
     #[test]
@@ -585,7 +616,12 @@ mod tests {
             usage(meta(t, 0, "2026-11-25T10:00:00Z"), "a", &[], Some("1.25")),
             credit(meta(t, 1, "2026-11-25T10:00:00Z"), "b", "0.5"),
             usage(meta(t, 2, "2026-11-25T10:00:00Z"), "c", &[], Some("2.25")),
-            usage(meta(t, 3, "2026-11-25T10:00:00Z"), "d", &[], Some("0.000001")),
+            usage(
+                meta(t, 3, "2026-11-25T10:00:00Z"),
+                "d",
+                &[],
+                Some("0.000001"),
+            ),
         ];
         let p = plan(&ops, &prices(), &HashSet::new(), &ws, Uuid::new_v4);
         let sum: Decimal = p.ledger_rows.iter().map(|r| r.amount).sum();
@@ -593,7 +629,10 @@ mod tests {
         assert_eq!(d("3") + sum, final_balance);
         assert_eq!(final_balance, Decimal::ZERO);
         assert!(matches!(p.decisions[3], Decision::InsufficientFunds { .. }));
-        assert!(p.ledger_rows.iter().all(|r| r.balance_after >= Decimal::ZERO));
+        assert!(p
+            .ledger_rows
+            .iter()
+            .all(|r| r.balance_after >= Decimal::ZERO));
     }
 
     #[test]
@@ -613,7 +652,10 @@ mod tests {
         assert_eq!(p.decisions[2], Decision::KeyAlreadyUsed);
         assert_eq!(p.decisions[3], Decision::KeyAlreadyUsed);
         assert_eq!(p.ledger_rows.len(), 1);
-        assert_eq!(p.balances.values().copied().collect::<Vec<_>>(), vec![d("99")]);
+        assert_eq!(
+            p.balances.values().copied().collect::<Vec<_>>(),
+            vec![d("99")]
+        );
     }
 
     #[test]
@@ -625,7 +667,10 @@ mod tests {
             usage(meta(b, 1, "2026-11-25T10:00:00Z"), "same", &[], Some("2")),
         ];
         let p = plan(&ops, &prices(), &HashSet::new(), &ws, Uuid::new_v4);
-        assert!(p.decisions.iter().all(|x| matches!(x, Decision::Charged { .. })));
+        assert!(p
+            .decisions
+            .iter()
+            .all(|x| matches!(x, Decision::Charged { .. })));
         assert_eq!(p.touched.len(), 2);
         assert_eq!(p.balances.len(), 2);
     }
@@ -641,17 +686,27 @@ mod tests {
             usage(meta(t, 1, "2026-11-25T10:00:00Z"), "k", &mini, None),
         ];
         let p = plan(&ops, &prices(), &HashSet::new(), &ws, Uuid::new_v4);
-        assert!(matches!(p.decisions[0], Decision::Rejected(ref r) if r.kind() == "rule_violation"));
+        assert!(
+            matches!(p.decisions[0], Decision::Rejected(ref r) if r.kind() == "rule_violation")
+        );
         assert!(matches!(p.decisions[1], Decision::Charged { cost, .. } if cost == d("0.15")));
         assert_eq!(p.usage_rows.len(), 1);
-        assert_eq!(p.usage_rows[0].usage_items[0]["unit_price"], json!("0.00015000"));
+        assert_eq!(
+            p.usage_rows[0].usage_items[0]["unit_price"],
+            json!("0.00015000")
+        );
     }
 
     #[test]
     fn a_zero_cost_usage_is_charged_without_a_ledger_row() {
         let t = Uuid::new_v4();
         let ws = wallets(&[wallet(t, "0")]);
-        let ops = [usage(meta(t, 0, "2026-11-25T23:59:59Z"), "z", &[], Some("0"))];
+        let ops = [usage(
+            meta(t, 0, "2026-11-25T23:59:59Z"),
+            "z",
+            &[],
+            Some("0"),
+        )];
         let p = plan(&ops, &prices(), &HashSet::new(), &ws, Uuid::new_v4);
         assert!(matches!(
             p.decisions[0],
@@ -676,12 +731,28 @@ mod tests {
             usage(meta(t, 2, "2026-11-26T10:00:00Z"), "c", &[], Some("4")),
         ];
         let p = plan(&ops, &prices(), &HashSet::new(), &ws, Uuid::new_v4);
-        let rows: Vec<_> = p.cost_daily.iter().map(|(k, v)| (k.day.to_string(), *v)).collect();
+        let rows: Vec<_> = p
+            .cost_daily
+            .iter()
+            .map(|(k, v)| (k.day.to_string(), *v))
+            .collect();
         assert_eq!(
             rows,
             vec![
-                ("2026-11-25".to_owned(), CostDailyDelta { usage_count: 2, total_cost: d("3") }),
-                ("2026-11-26".to_owned(), CostDailyDelta { usage_count: 1, total_cost: d("4") }),
+                (
+                    "2026-11-25".to_owned(),
+                    CostDailyDelta {
+                        usage_count: 2,
+                        total_cost: d("3")
+                    }
+                ),
+                (
+                    "2026-11-26".to_owned(),
+                    CostDailyDelta {
+                        usage_count: 1,
+                        total_cost: d("4")
+                    }
+                ),
             ]
         );
     }

@@ -79,7 +79,12 @@ fn decode_usage(f: Fields<'_>) -> Result<Usage, Rejection> {
         total_cost: f.opt_decimal("total_cost")?,
         metadata: metadata(f)?,
     };
-    check_usage(&usage.idempotency_key, &usage.feature_key, &usage.items, usage.total_cost)?;
+    check_usage(
+        &usage.idempotency_key,
+        &usage.feature_key,
+        &usage.items,
+        usage.total_cost,
+    )?;
     Ok(usage)
 }
 
@@ -91,11 +96,9 @@ fn decode_item(index: usize, value: &Value) -> Result<UsageItem, Rejection> {
     };
     // The shared readers name fields `data.<name>`; point at the item instead.
     let at = |e: Rejection| match e {
-        Rejection::InvalidData(msg) => Rejection::InvalidData(msg.replacen(
-            "data.",
-            &format!("data.usage_items[{index}]."),
-            1,
-        )),
+        Rejection::InvalidData(msg) => {
+            Rejection::InvalidData(msg.replacen("data.", &format!("data.usage_items[{index}]."), 1))
+        }
         other => other,
     };
     let f = Fields(obj);
@@ -129,7 +132,9 @@ fn metadata(f: Fields<'_>) -> Result<Value, Rejection> {
     match f.0.get("metadata") {
         None | Some(Value::Null) => Ok(Value::Object(Map::new())),
         Some(v @ Value::Object(_)) => Ok(v.clone()),
-        Some(_) => Err(Rejection::InvalidData("data.metadata must be an object".into())),
+        Some(_) => Err(Rejection::InvalidData(
+            "data.metadata must be an object".into(),
+        )),
     }
 }
 
@@ -143,7 +148,10 @@ pub fn check_usage(
 ) -> Result<(), Rejection> {
     check_idempotency_key(idempotency_key)?;
     check_feature_key(feature_key)?;
-    if let Some(i) = items.iter().position(|it| it.quantity.is_sign_negative() && !it.quantity.is_zero()) {
+    if let Some(i) = items
+        .iter()
+        .position(|it| it.quantity.is_sign_negative() && !it.quantity.is_zero())
+    {
         return Err(Rejection::InvalidData(format!(
             "data.usage_items[{i}].quantity must be >= 0, got {}",
             items[i].quantity
@@ -164,7 +172,9 @@ pub fn check_usage(
 
 pub fn check_idempotency_key(key: &str) -> Result<(), Rejection> {
     if key.trim().is_empty() {
-        return Err(Rejection::InvalidData("data.idempotency_key must not be empty".into()));
+        return Err(Rejection::InvalidData(
+            "data.idempotency_key must not be empty".into(),
+        ));
     }
     if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
         return Err(Rejection::InvalidData(format!(
@@ -266,7 +276,10 @@ mod tests {
 
     #[test]
     fn an_unknown_type_is_rejected_as_such() {
-        assert_eq!(rejected("billing.refund", usage_data()).kind(), "unknown_type");
+        assert_eq!(
+            rejected("billing.refund", usage_data()).kind(),
+            "unknown_type"
+        );
     }
 
     #[test]
@@ -277,28 +290,72 @@ mod tests {
             f(&mut d);
             d
         };
-        cases.push((with(&|d| d["idempotency_key"] = json!("")), "idempotency_key"));
-        cases.push((with(&|d| d["idempotency_key"] = json!("x".repeat(256))), "idempotency_key"));
-        cases.push((with(&|d| { d.as_object_mut().unwrap().remove("idempotency_key"); }), "idempotency_key"));
-        cases.push((with(&|d| { d.as_object_mut().unwrap().remove("feature_key"); }), "feature_key"));
-        cases.push((with(&|d| d["feature_key"] = json!("Voice Calls")), "feature_key"));
+        cases.push((
+            with(&|d| d["idempotency_key"] = json!("")),
+            "idempotency_key",
+        ));
+        cases.push((
+            with(&|d| d["idempotency_key"] = json!("x".repeat(256))),
+            "idempotency_key",
+        ));
+        cases.push((
+            with(&|d| {
+                d.as_object_mut().unwrap().remove("idempotency_key");
+            }),
+            "idempotency_key",
+        ));
+        cases.push((
+            with(&|d| {
+                d.as_object_mut().unwrap().remove("feature_key");
+            }),
+            "feature_key",
+        ));
+        cases.push((
+            with(&|d| d["feature_key"] = json!("Voice Calls")),
+            "feature_key",
+        ));
         cases.push((with(&|d| d["feature_key"] = json!("")), "feature_key"));
-        cases.push((with(&|d| d["feature_key"] = json!(format!("a{}", "b".repeat(64)))), "feature_key"));
+        cases.push((
+            with(&|d| d["feature_key"] = json!(format!("a{}", "b".repeat(64)))),
+            "feature_key",
+        ));
         cases.push((with(&|d| d["user_id"] = json!("nope")), "user_id"));
-        cases.push((with(&|d| { d.as_object_mut().unwrap().remove("usage_items"); }), "usage_items"));
+        cases.push((
+            with(&|d| {
+                d.as_object_mut().unwrap().remove("usage_items");
+            }),
+            "usage_items",
+        ));
         cases.push((with(&|d| d["usage_items"] = json!([])), "usage_items"));
         cases.push((with(&|d| d["usage_items"] = json!([1])), "usage_items[0]"));
-        cases.push((with(&|d| d["usage_items"][0]["quantity"] = json!("-1")), "usage_items[0].quantity"));
-        cases.push((with(&|d| d["usage_items"][0]["quantity"] = json!(2.5)), "usage_items[0].quantity"));
-        cases.push((with(&|d| d["usage_items"][0]["quantity"] = json!("1e3")), "usage_items[0].quantity"));
-        cases.push((with(&|d| { d["usage_items"][0].as_object_mut().unwrap().remove("unit"); }), "usage_items[0].unit"));
+        cases.push((
+            with(&|d| d["usage_items"][0]["quantity"] = json!("-1")),
+            "usage_items[0].quantity",
+        ));
+        cases.push((
+            with(&|d| d["usage_items"][0]["quantity"] = json!(2.5)),
+            "usage_items[0].quantity",
+        ));
+        cases.push((
+            with(&|d| d["usage_items"][0]["quantity"] = json!("1e3")),
+            "usage_items[0].quantity",
+        ));
+        cases.push((
+            with(&|d| {
+                d["usage_items"][0].as_object_mut().unwrap().remove("unit");
+            }),
+            "usage_items[0].unit",
+        ));
         cases.push((with(&|d| d["total_cost"] = json!("-0.01")), "total_cost"));
         cases.push((with(&|d| d["total_cost"] = json!("abc")), "total_cost"));
         cases.push((with(&|d| d["metadata"] = json!("text")), "metadata"));
         for (data, field) in cases {
             let err = rejected(USAGE, data.clone());
             assert_eq!(err.kind(), "invalid_data", "{data}");
-            assert!(err.to_string().contains(&format!("data.{field}")), "{err} should name {field}");
+            assert!(
+                err.to_string().contains(&format!("data.{field}")),
+                "{err} should name {field}"
+            );
         }
     }
 
@@ -342,6 +399,9 @@ mod tests {
             unit: "1k_tokens".into(),
             quantity: Decimal::new(25, 1),
         };
-        assert_eq!(serde_json::to_value(&item).unwrap()["quantity"], json!("2.5"));
+        assert_eq!(
+            serde_json::to_value(&item).unwrap()["quantity"],
+            json!("2.5")
+        );
     }
 }

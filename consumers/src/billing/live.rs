@@ -2,7 +2,7 @@
 //! with the ledger's 6 places (`"12.500000"`), the same spelling the
 //! database gives back, so a snapshot and a message never disagree on text.
 
-use super::apply::{UsageOp, Wallet, CreditOp, MONEY_SCALE};
+use super::apply::{CreditOp, UsageOp, Wallet, MONEY_SCALE};
 use crate::live::{Channel, LiveUpdate};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -159,7 +159,14 @@ mod tests {
             total_cost: Some(d("1.25")),
             metadata: &md,
         };
-        let c = charged(&u, Uuid::from_u128(3), Some(Uuid::from_u128(4)), d("1.25"), d("8.75"), "USD");
+        let c = charged(
+            &u,
+            Uuid::from_u128(3),
+            Some(Uuid::from_u128(4)),
+            d("1.25"),
+            d("8.75"),
+            "USD",
+        );
         assert_eq!(c.channel, format!("tenant:{}:billing", Uuid::from_u128(2)));
         assert_eq!(c.kind, "billing.charged");
         assert_eq!(c.data["amount"], "1.250000");
@@ -190,7 +197,10 @@ mod tests {
         assert_eq!(m.kind, "billing.credited");
         assert_eq!(m.data["amount"], "10.000000");
         assert_eq!(m.data["reason"], "stripe_payment");
-        assert_eq!(m.data["ledger_transaction_id"], Uuid::from_u128(5).to_string());
+        assert_eq!(
+            m.data["ledger_transaction_id"],
+            Uuid::from_u128(5).to_string()
+        );
 
         let w = Wallet {
             id: Uuid::from_u128(6),

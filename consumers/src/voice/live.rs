@@ -39,8 +39,8 @@ pub fn call_transcript(
     LiveUpdate::new(channel, "call.transcript", data)
 }
 
-/// `call.analyzed` on `tenant:{t}:call:{call_id}` (an addition to the contract).
+/// `call.analyzed` on `tenant:{t}:calls` (an addition to the contract).
 pub fn call_analyzed(row: &AnalysisRow) -> LiveUpdate {
-    let channel = Channel::Call { tenant_id: row.tenant_id, call_id: row.call_log_id };
+    let channel = Channel::Calls { tenant_id: row.tenant_id };
     LiveUpdate::new(channel, "call.analyzed", to_value(row))
 }

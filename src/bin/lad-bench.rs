@@ -1,0 +1,410 @@
+//! Benchmarks (commands, not tests). Each prints its figures and writes them
+//! as JSON under `bench-results/`.
+//!
+//! - `ingest`: N voice events (whole call lifecycles) produced first, then a
+//!   hub started and timed until every record is committed; compared, in the
+//!   same run, with a raw `COPY` of the rows it wrote into the same tables.
+//! - `deltas`: assistant reply deltas, produce → WebSocket client latency over
+//!   many concurrent streams.
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use lad_hub::config::{Cli, Command};
+use lad_hub::demo::{CallScript, Event};
+use rand::SeedableRng;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "lad-bench", about = "LAD live hub benchmarks")]
+struct Args {
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Server URL without a database name; each run creates its own databases.
+    #[arg(long, env = "LAD_BENCH_PG", default_value = "postgres://postgres@127.0.0.1:5432")]
+    postgres: String,
+    #[arg(long, default_value = "bench-results")]
+    out_dir: String,
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    Ingest {
+        #[arg(long, default_value_t = 500_000)]
+        events: usize,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        #[arg(long, default_value_t = 5000)]
+        batch_max: usize,
+    },
+    Deltas {
+        #[arg(long, default_value_t = 100)]
+        streams: usize,
+        #[arg(long, default_value_t = 30.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+}
+
+const SECRET: &str = "bench-secret";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let (name, figures) = match args.bench {
+        Bench::Ingest { events, partitions, batch_max } => {
+            ("ingest", ingest(&args.brokers, &args.postgres, events, partitions, batch_max).await?)
+        }
+        Bench::Deltas { streams, rate, seconds } => {
+            ("deltas", deltas(&args.brokers, &args.postgres, streams, rate, seconds).await?)
+        }
+    };
+    std::fs::create_dir_all(&args.out_dir)?;
+    let file = format!("{}/{name}-{}.json", args.out_dir, Utc::now().format("%Y%m%dT%H%M%S"));
+    std::fs::write(&file, serde_json::to_string_pretty(&figures)?)?;
+    println!("{}", serde_json::to_string_pretty(&figures)?);
+    println!("written to {file}");
+    Ok(())
+}
+
+struct Run {
+    prefix: String,
+    db_url: String,
+}
+
+async fn fresh_run(postgres: &str) -> anyhow::Result<Run> {
+    let prefix = format!("bench{}", Uuid::new_v4().simple());
+    let db_url = format!("{postgres}/{prefix}");
+    Ok(Run { prefix, db_url })
+}
+
+async fn start_hub(run: &Run, brokers: &str, partitions: i32, batch_max: usize) -> anyhow::Result<lad_hub::startup::Running> {
+    let p = &run.prefix;
+    let argv: Vec<String> = [
+        "lad-hub", "serve",
+        "--database-url", &run.db_url,
+        "--kafka-brokers", brokers,
+        "--jwt-secret", SECRET,
+        "--http-addr", "127.0.0.1:0",
+        "--consumer-group", &format!("{p}.hub"),
+        "--topic-voice", &format!("{p}.voice"),
+        "--topic-campaigns", &format!("{p}.campaigns"),
+        "--topic-billing", &format!("{p}.billing"),
+        "--topic-ai", &format!("{p}.ai"),
+        "--topic-live", &format!("{p}.live"),
+        "--topic-dead-letters", &format!("{p}.dead-letters"),
+        "--topic-partitions", &partitions.to_string(),
+        "--batch-max", &batch_max.to_string(),
+        "--ws-queue", "4096",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let Command::Serve(serve) = Cli::try_parse_from(argv)?.command else {
+        unreachable!("serve parsed")
+    };
+    lad_hub::startup::start(serve).await
+}
+
+fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
+    Ok(rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("batch.num.messages", "10000")
+        .create()?)
+}
+
+/// Produces and returns the next offset per partition (what the hub must reach).
+async fn produce_all(p: &FutureProducer, topic: &str, events: &[Event]) -> anyhow::Result<HashMap<i32, i64>> {
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for chunk in events.chunks(50_000) {
+        let mut deliveries = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            let payload = e.payload();
+            loop {
+                match p.send_result(FutureRecord::to(topic).key(&e.key).payload(&payload)) {
+                    Ok(d) => break deliveries.push(d),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+                }
+            }
+        }
+        for d in deliveries {
+            let (partition, offset) = d.await?.map_err(|(e, _)| e)?;
+            let end = ends.entry(partition).or_default();
+            *end = (*end).max(offset + 1);
+        }
+    }
+    Ok(ends)
+}
+
+async fn ingest(brokers: &str, postgres: &str, n: usize, partitions: i32, batch_max: usize) -> anyhow::Result<Value> {
+    let run = fresh_run(postgres).await?;
+    let topic = format!("{}.voice", run.prefix);
+    let tenants: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
+    let agents: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut events = Vec::with_capacity(n + 8);
+    let start = Utc::now() - chrono::Duration::hours(1);
+    let mut i = 0usize;
+    while events.len() < n {
+        let script = CallScript::random(&mut rng, tenants[i % tenants.len()], &agents);
+        events.extend(script.events(start + chrono::Duration::milliseconds(i as i64), chrono::Duration::seconds(5)));
+        i += 1;
+    }
+    events.truncate(n);
+
+    // The hub creates the topics (and the database) on start; do that first,
+    // stop it, then produce everything, then time a fresh start.
+    let hub = start_hub(&run, brokers, partitions, batch_max).await?;
+    hub.shutdown.cancel();
+    hub.wait().await?;
+    let pool = PgPoolOptions::new().max_connections(2).connect(&run.db_url).await?;
+    // Funds for every call, so the billing chain charges (the common path).
+    for t in &tenants {
+        sqlx::query(
+            "INSERT INTO billing_wallets (tenant_id, current_balance) VALUES ($1, 1000000000)",
+        )
+        .bind(t)
+        .execute(&pool)
+        .await
+        .context("seeding wallets")?;
+    }
+    let p = producer(brokers)?;
+    let t0 = Instant::now();
+    let ends = produce_all(&p, &topic, &events).await?;
+    let produce_secs = t0.elapsed().as_secs_f64();
+    eprintln!("produced {n} events in {produce_secs:.1}s; starting the hub");
+
+    let t0 = Instant::now();
+    let hub = start_hub(&run, brokers, partitions, batch_max).await?;
+    loop {
+        let rows: Vec<(i32, Option<i64>)> = sqlx::query_as(
+            "SELECT kafka_partition, next_offset FROM hub_consumer_offsets WHERE topic = $1",
+        )
+        .bind(&topic)
+        .fetch_all(&pool)
+        .await?;
+        let done = ends
+            .iter()
+            .all(|(p, end)| rows.iter().any(|(q, o)| q == p && o.unwrap_or(0) >= *end));
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hub_secs = t0.elapsed().as_secs_f64();
+    hub.shutdown.cancel();
+    hub.wait().await?;
+    let events_per_sec = n as f64 / hub_secs;
+
+    let (copy_rows, copy_secs) = copy_same_rows(&pool, postgres).await?;
+    let figures = json!({
+        "bench": "ingest",
+        "events": n,
+        "partitions": partitions,
+        "batch_max": batch_max,
+        "produce_seconds": round(produce_secs),
+        "hub_seconds": round(hub_secs),
+        "hub_events_per_second": events_per_sec.round(),
+        "copy_rows": copy_rows,
+        "copy_seconds": round(copy_secs),
+        "copy_rows_per_second": (copy_rows as f64 / copy_secs).round(),
+        "ratio_hub_to_copy": round(copy_secs / hub_secs),
+        "machine": machine(),
+    });
+    pool.close().await;
+    drop_database(postgres, &run.prefix).await;
+    Ok(figures)
+}
+
+/// The hub's output tables, copied out and then `COPY`ed into the same
+/// tables of a fresh, migrated database: the floor any ingest path pays.
+async fn copy_same_rows(src: &PgPool, postgres: &str) -> anyhow::Result<(u64, f64)> {
+    const TABLES: &[&str] = &[
+        "voice_call_logs",
+        "voice_call_transcripts",
+        "voice_call_analysis",
+        "voice_call_stats_daily",
+        "billing_usage_events",
+        "billing_ledger_transactions",
+        "hub_processed_events",
+    ];
+    let mut dumps = Vec::new();
+    let mut conn = src.acquire().await?;
+    for t in TABLES {
+        let mut out = Vec::new();
+        let mut stream = conn.copy_out_raw(&format!("COPY (SELECT * FROM {t}) TO STDOUT (FORMAT binary)")).await?;
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        drop(stream);
+        dumps.push((*t, out));
+    }
+    drop(conn);
+    let name = format!("benchcopy{}", Uuid::new_v4().simple());
+    let url = format!("{postgres}/{name}");
+    let db = lad_hub::config::DbArgs { database_url: url.clone(), db_pool_size: 2 };
+    lad_hub::startup::migrate(&db).await?.close().await;
+    let mut conn = PgConnection::connect(&url).await?;
+    let t0 = Instant::now();
+    let mut rows = 0u64;
+    for (t, data) in &dumps {
+        let mut copy = conn.copy_in_raw(&format!("COPY {t} FROM STDIN (FORMAT binary)")).await?;
+        copy.send(data.as_slice()).await?;
+        rows += copy.finish().await?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    conn.close().await?;
+    drop_database(postgres, &name).await;
+    Ok((rows, secs))
+}
+
+async fn drop_database(postgres: &str, name: &str) {
+    if let Ok(mut c) = PgConnection::connect(&format!("{postgres}/postgres")).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+    }
+}
+
+async fn deltas(brokers: &str, postgres: &str, streams: usize, rate: f64, seconds: u64) -> anyhow::Result<Value> {
+    let run = fresh_run(postgres).await?;
+    let hub = start_hub(&run, brokers, 6, 5000).await?;
+    let addr = hub.addr;
+    let ready = Instant::now();
+    while !lad_hub_ready(addr).await {
+        anyhow::ensure!(ready.elapsed() < Duration::from_secs(60), "hub not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tenant = Uuid::new_v4();
+    let users: Vec<Uuid> = (0..streams).map(|_| Uuid::new_v4()).collect();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<f64>(100_000);
+    let mut readers = Vec::new();
+    for user in &users {
+        let claims = json!({"sub": user, "tenant_id": tenant, "role": "member", "exp": Utc::now().timestamp() + 3600});
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )?;
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?token={token}")).await?;
+        let channel = format!("tenant:{tenant}:user:{user}:ai");
+        ws.send(Message::text(json!({"op": "subscribe", "id": 1, "channel": channel}).to_string())).await?;
+        let tx = tx.clone();
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(Message::Text(t))) = ws.next().await {
+                let Ok(v) = serde_json::from_str::<Value>(&t) else { continue };
+                if v["type"] != "ai.reply.delta" {
+                    continue;
+                }
+                let sent: i64 = v["data"]["delta"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+                let lat = (Utc::now().timestamp_micros() - sent) as f64 / 1000.0;
+                if tx.send(lat).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let p: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
+        .create()?;
+    let topic = format!("{}.ai", run.prefix);
+    let messages: Vec<(Uuid, Uuid)> = users.iter().map(|u| (*u, Uuid::new_v4())).collect();
+    let conversation = Uuid::new_v4();
+    let tick = Duration::from_secs_f64(1.0 / rate);
+    let mut interval = tokio::time::interval(tick);
+    let total_ticks = (seconds as f64 * rate) as i64;
+    for seq in 0..total_ticks {
+        interval.tick().await;
+        for (user, message) in &messages {
+            let e = Event::new(
+                conversation,
+                "ai.reply.delta",
+                tenant,
+                Utc::now(),
+                json!({"conversation_id": conversation, "message_id": message, "user_id": user,
+                       "seq": seq, "delta": Utc::now().timestamp_micros().to_string()}),
+            );
+            let payload = e.payload();
+            let _ = p.send_result(FutureRecord::to(&topic).key(&message.to_string()).payload(&payload));
+        }
+    }
+    let _ = p.flush(Duration::from_secs(5));
+    let expected = total_ticks as usize * streams;
+    let mut lats = Vec::with_capacity(expected);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while lats.len() < expected {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(l)) => lats.push(l),
+            _ => break,
+        }
+    }
+    for r in readers {
+        r.abort();
+    }
+    hub.shutdown.cancel();
+    let _ = hub.wait().await;
+    drop_database(postgres, &run.prefix).await;
+    lats.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let pct = |q: f64| lats.get(((lats.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    Ok(json!({
+        "bench": "deltas",
+        "streams": streams,
+        "deltas_per_second_per_stream": rate,
+        "seconds": seconds,
+        "expected": expected,
+        "received": lats.len(),
+        "p50_ms": round(pct(0.50)),
+        "p99_ms": round(pct(0.99)),
+        "max_ms": round(lats.last().copied().unwrap_or(f64::NAN)),
+        "machine": machine(),
+    }))
+}
+
+async fn lad_hub_ready(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return false };
+    let req = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    buf.starts_with(b"HTTP/1.1 200")
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()));
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu,
+        "os": std::env::consts::OS,
+    })
+}
