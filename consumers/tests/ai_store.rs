@@ -1,0 +1,480 @@
+//! The assistant pipeline against a real Postgres: hand-built records through
+//! `BatchApplier` (decode → take the deltas → apply in one transaction), then
+//! the published deltas, the rows, the outbox and the dead letters.
+
+use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+use lad_consumers::ai::AiDomain;
+use lad_consumers::pipeline::{
+    BatchApplier, BatchOutcome, Domain, Ephemeral, PipelineConfig, RawRecord,
+};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+const TOPIC: &str = "lad.ai.icp-assistant.v1";
+const LIVE: &str = "lad.live.v1";
+const DEAD: &str = "lad.dead-letters.v1";
+
+/// Feeds batches with consecutive offsets on one partition, as the broker would.
+struct Feed {
+    applier: BatchApplier<AiDomain>,
+    next_offset: i64,
+}
+
+impl Feed {
+    fn new(pool: PgPool) -> Feed {
+        let cfg = PipelineConfig {
+            group: "lad-hub-test".into(),
+            topic: TOPIC.into(),
+            live_topic: LIVE.into(),
+            dead_letter_topic: DEAD.into(),
+            batch_max: 1000,
+            batch_wait: Duration::from_millis(10),
+        };
+        Feed {
+            applier: BatchApplier::new(Arc::new(AiDomain), pool, Arc::new(cfg)),
+            next_offset: 0,
+        }
+    }
+
+    fn records(&mut self, payloads: Vec<Vec<u8>>) -> Vec<RawRecord> {
+        payloads
+            .into_iter()
+            .map(|payload| {
+                let offset = self.next_offset;
+                self.next_offset += 1;
+                RawRecord {
+                    partition: 0,
+                    offset,
+                    key: Some(b"conversation".to_vec()),
+                    payload: Some(payload),
+                }
+            })
+            .collect()
+    }
+
+    /// What the pipeline does with a polled batch: the deltas are taken
+    /// (and would be published at once), the rest is applied.
+    async fn send(&mut self, payloads: Vec<Vec<u8>>) -> (Vec<Ephemeral>, BatchOutcome) {
+        let records = self.records(payloads);
+        let mut decoded = self.applier.decode(&records);
+        let ephemeral = self.applier.domain().take_ephemeral(&mut decoded.accepted);
+        let outcome = self
+            .applier
+            .apply(&records, decoded, &HashMap::new())
+            .await
+            .expect("batch applies");
+        (ephemeral, outcome)
+    }
+
+    async fn send_events(&mut self, events: &[Value]) -> (Vec<Ephemeral>, BatchOutcome) {
+        self.send(
+            events
+                .iter()
+                .map(|e| serde_json::to_vec(e).unwrap())
+                .collect(),
+        )
+        .await
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Reply {
+    tenant: Uuid,
+    user: Uuid,
+    conversation: Uuid,
+    message: Uuid,
+}
+
+impl Reply {
+    fn new(tenant: Uuid, user: Uuid, conversation: Uuid) -> Reply {
+        Reply {
+            tenant,
+            user,
+            conversation,
+            message: Uuid::new_v4(),
+        }
+    }
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap() + Span::seconds(secs)
+}
+
+fn envelope(r: Reply, kind: &str, occurred: DateTime<Utc>, data: Value) -> Value {
+    let mut data = data;
+    data["conversation_id"] = json!(r.conversation);
+    data["message_id"] = json!(r.message);
+    data["user_id"] = json!(r.user);
+    json!({
+        "event_id": Uuid::new_v4(),
+        "type": kind,
+        "tenant_id": r.tenant,
+        "occurred_at": occurred.to_rfc3339(),
+        "data": data,
+    })
+}
+
+fn delta(r: Reply, seq: i32, text: &str) -> Value {
+    envelope(
+        r,
+        "ai.reply.delta",
+        at(seq.into()),
+        json!({"seq": seq, "delta": text}),
+    )
+}
+
+fn completed(r: Reply, content: &str, occurred: DateTime<Utc>) -> Value {
+    envelope(
+        r,
+        "ai.reply.completed",
+        occurred,
+        json!({"content": content, "tokens_used": 42, "model": "icp-1"}),
+    )
+}
+
+async fn outbox(pool: &PgPool) -> Vec<Value> {
+    let rows: Vec<Value> = sqlx::query_scalar("SELECT records FROM hub_outbox ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    rows.into_iter()
+        .flat_map(|r| r.as_array().unwrap().clone())
+        .collect()
+}
+
+async fn pushed_completions(pool: &PgPool) -> Vec<Value> {
+    outbox(pool)
+        .await
+        .into_iter()
+        .filter(|r| r["topic"] == LIVE && r["value"]["type"] == "ai.reply.completed")
+        .map(|r| r["value"].clone())
+        .collect()
+}
+
+#[derive(Debug, PartialEq, sqlx::FromRow)]
+struct MessageRow {
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+    user_id: Option<Uuid>,
+    role: String,
+    content: String,
+    tokens_used: i32,
+    model: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, PartialEq, sqlx::FromRow)]
+struct ConversationRow {
+    tenant_id: Uuid,
+    user_id: Uuid,
+    message_count: i32,
+    last_message_at: Option<DateTime<Utc>>,
+}
+
+async fn conversation(pool: &PgPool, id: Uuid) -> ConversationRow {
+    sqlx::query_as(
+        "SELECT tenant_id, user_id, message_count, last_message_at
+         FROM ai_conversations WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn deltas_leave_in_seq_order_once_each_and_are_never_stored(pool: PgPool) {
+    let mut feed = Feed::new(pool.clone());
+    let (tenant, user, conv) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let (a, b) = (
+        Reply::new(tenant, user, conv),
+        Reply::new(tenant, user, conv),
+    );
+    let (ephemeral, outcome) = feed
+        .send_events(&[
+            delta(a, 1, "lo"),
+            delta(b, 0, "Hi"),
+            delta(a, 0, "Hel"),
+            delta(a, 1, "lo"),
+            delta(b, 2, "!"),
+            delta(b, 1, " there"),
+            delta(a, 2, " world"),
+        ])
+        .await;
+    let order: Vec<&str> = ephemeral.iter().map(|e| e.id.as_str()).collect();
+    let (ma, mb) = (a.message, b.message);
+    assert_eq!(
+        order,
+        [
+            format!("ai:{ma}:0"),
+            format!("ai:{ma}:1"),
+            format!("ai:{ma}:2"),
+            format!("ai:{mb}:0"),
+            format!("ai:{mb}:1"),
+            format!("ai:{mb}:2"),
+        ]
+    );
+    let first = &ephemeral[0].update;
+    assert_eq!(first.channel, format!("tenant:{tenant}:user:{user}:ai"));
+    assert_eq!(first.kind, "ai.reply.delta");
+    assert_eq!(
+        first.data,
+        json!({"conversation_id": conv, "message_id": ma, "user_id": user, "seq": 0, "delta": "Hel"})
+    );
+
+    // The offsets still move on; nothing is stored, nothing goes through the outbox.
+    assert_eq!((outcome.applied, outcome.rejected), (0, 0));
+    assert_eq!(outcome.committed, [(0, 7)]);
+    assert_eq!(count(&pool, "SELECT count(*) FROM ai_messages").await, 0);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM ai_conversations").await,
+        0
+    );
+    assert!(outbox(&pool).await.is_empty());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_completed_reply_is_stored_once_in_a_new_conversation_and_pushed_as_final(pool: PgPool) {
+    let mut feed = Feed::new(pool.clone());
+    let r = Reply::new(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let done = completed(r, "Your ICP is mid-market SaaS.", at(30));
+    let (ephemeral, outcome) = feed
+        .send_events(&[delta(r, 0, "Your ICP"), done.clone()])
+        .await;
+    assert_eq!(ephemeral.len(), 1);
+    assert_eq!(outcome.applied, 1);
+
+    let stored: MessageRow = sqlx::query_as(
+        "SELECT tenant_id, conversation_id, user_id, role, content, tokens_used, model, created_at
+         FROM ai_messages WHERE id = $1",
+    )
+    .bind(r.message)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        MessageRow {
+            tenant_id: r.tenant,
+            conversation_id: r.conversation,
+            user_id: Some(r.user),
+            role: "assistant".into(),
+            content: "Your ICP is mid-market SaaS.".into(),
+            tokens_used: 42,
+            model: Some("icp-1".into()),
+            created_at: at(30),
+        }
+    );
+    assert_eq!(
+        conversation(&pool, r.conversation).await,
+        ConversationRow {
+            tenant_id: r.tenant,
+            user_id: r.user,
+            message_count: 1,
+            last_message_at: Some(at(30)),
+        }
+    );
+
+    let pushed = pushed_completions(&pool).await;
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(
+        pushed[0]["channel"],
+        format!("tenant:{}:user:{}:ai", r.tenant, r.user)
+    );
+    assert_eq!(
+        pushed[0]["data"],
+        json!({
+            "conversation_id": r.conversation,
+            "message_id": r.message,
+            "user_id": r.user,
+            "content": "Your ICP is mid-market SaaS.",
+            "tokens_used": 42,
+            "model": "icp-1",
+            "created_at": "2026-11-25T10:00:30Z",
+            "final": true,
+        })
+    );
+
+    // The same event again is a duplicate; the same message under a new
+    // event_id (a producer's retry) is stored already: neither counts or pushes.
+    let mut retried = done.clone();
+    retried["event_id"] = json!(Uuid::new_v4());
+    let (_, outcome) = feed.send_events(&[done, retried]).await;
+    assert_eq!(outcome.duplicates, 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM ai_messages").await, 1);
+    assert_eq!(conversation(&pool, r.conversation).await.message_count, 1);
+    assert_eq!(pushed_completions(&pool).await.len(), 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn replies_are_counted_per_conversation_and_last_message_at_only_moves_forward(pool: PgPool) {
+    let mut feed = Feed::new(pool.clone());
+    let (tenant, user) = (Uuid::new_v4(), Uuid::new_v4());
+    let existing = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO ai_conversations (id, tenant_id, user_id, message_count, last_message_at)
+         VALUES ($1, $2, $3, 5, $4)",
+    )
+    .bind(existing)
+    .bind(tenant)
+    .bind(user)
+    .bind(at(100))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let fresh = Uuid::new_v4();
+    let (_, outcome) = feed
+        .send_events(&[
+            completed(Reply::new(tenant, user, existing), "a", at(50)),
+            completed(Reply::new(tenant, user, fresh), "b", at(10)),
+            completed(Reply::new(tenant, user, existing), "c", at(200)),
+            completed(Reply::new(tenant, user, existing), "d", at(150)),
+            completed(Reply::new(tenant, user, fresh), "e", at(5)),
+        ])
+        .await;
+    assert_eq!(outcome.applied, 5);
+    let old = conversation(&pool, existing).await;
+    assert_eq!((old.message_count, old.last_message_at), (8, Some(at(200))));
+    let new = conversation(&pool, fresh).await;
+    assert_eq!((new.message_count, new.last_message_at), (2, Some(at(10))));
+
+    // A late reply older than the conversation's last message is counted
+    // without moving last_message_at back.
+    feed.send_events(&[completed(Reply::new(tenant, user, existing), "late", at(1))])
+        .await;
+    let old = conversation(&pool, existing).await;
+    assert_eq!((old.message_count, old.last_message_at), (9, Some(at(200))));
+    let contents: Vec<String> = pushed_completions(&pool)
+        .await
+        .iter()
+        .map(|m| m["data"]["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(contents, ["a", "b", "c", "d", "e", "late"]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_reply_in_another_tenants_or_users_conversation_is_dead_lettered(pool: PgPool) {
+    let mut feed = Feed::new(pool.clone());
+    let (tenant, user, conv) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    feed.send_events(&[completed(Reply::new(tenant, user, conv), "mine", at(0))])
+        .await;
+
+    let intruder_tenant = Uuid::new_v4();
+    let intruder_user = Uuid::new_v4();
+    let (_, outcome) = feed
+        .send_events(&[
+            completed(Reply::new(intruder_tenant, user, conv), "x", at(1)),
+            completed(Reply::new(tenant, intruder_user, conv), "y", at(2)),
+            completed(Reply::new(tenant, user, conv), "ok", at(3)),
+        ])
+        .await;
+    assert_eq!((outcome.applied, outcome.rejected), (1, 2));
+
+    let letters: Vec<(i64, String, String, Option<Uuid>)> = sqlx::query_as(
+        "SELECT kafka_offset, error_kind, reason, tenant_id FROM hub_dead_letters ORDER BY kafka_offset",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(letters.len(), 2);
+    assert_eq!(
+        (letters[0].0, letters[0].1.as_str(), letters[0].3),
+        (1, "rule_violation", Some(intruder_tenant))
+    );
+    assert!(letters[0].2.contains("another tenant"));
+    assert!(!letters[0].2.contains(&user.to_string()));
+    assert_eq!((letters[1].0, letters[1].1.as_str()), (2, "rule_violation"));
+
+    let row = conversation(&pool, conv).await;
+    assert_eq!(
+        (row.tenant_id, row.user_id, row.message_count),
+        (tenant, user, 2)
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM ai_messages").await, 2);
+    let dead = outbox(&pool)
+        .await
+        .into_iter()
+        .filter(|r| r["topic"] == DEAD)
+        .count();
+    assert_eq!(dead, 2);
+    assert_eq!(pushed_completions(&pool).await.len(), 2);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn poison_records_are_dead_lettered_and_the_batch_goes_on(pool: PgPool) {
+    let mut feed = Feed::new(pool.clone());
+    let r = Reply::new(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut negative_seq = delta(r, 0, "x");
+    negative_seq["data"]["seq"] = json!(-1);
+    let mut no_content = completed(r, "x", at(0));
+    no_content["data"]
+        .as_object_mut()
+        .unwrap()
+        .remove("content");
+    let mut unknown = delta(r, 0, "x");
+    unknown["type"] = json!("ai.reply.started");
+    let (ephemeral, outcome) = feed
+        .send(vec![
+            serde_json::to_vec(&negative_seq).unwrap(),
+            b"\xff\xfe".to_vec(),
+            serde_json::to_vec(&delta(r, 0, "ok")).unwrap(),
+            serde_json::to_vec(&no_content).unwrap(),
+            serde_json::to_vec(&unknown).unwrap(),
+            serde_json::to_vec(&completed(r, "fine", at(1))).unwrap(),
+        ])
+        .await;
+    assert_eq!(ephemeral.len(), 1);
+    assert_eq!((outcome.applied, outcome.rejected), (1, 4));
+    let kinds: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT kafka_offset, error_kind FROM hub_dead_letters ORDER BY kafka_offset",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        kinds,
+        [
+            (0, "invalid_data".to_owned()),
+            (1, "invalid_json".to_owned()),
+            (3, "invalid_data".to_owned()),
+            (4, "unknown_type".to_owned()),
+        ]
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM ai_messages").await, 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn deltas_left_in_a_batch_decoded_again_for_a_retry_are_not_stored(pool: PgPool) {
+    let mut feed = Feed::new(pool.clone());
+    let r = Reply::new(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let records = feed.records(
+        [
+            delta(r, 0, "a"),
+            delta(r, 1, "b"),
+            completed(r, "ab", at(2)),
+        ]
+        .iter()
+        .map(|v| serde_json::to_vec(v).unwrap())
+        .collect(),
+    );
+    // A retried batch is decoded afresh and applied without taking the
+    // deltas out again: they must still not become rows.
+    let decoded = feed.applier.decode(&records);
+    let outcome = feed
+        .applier
+        .apply(&records, decoded, &HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(outcome.rejected, 0);
+    assert_eq!(count(&pool, "SELECT count(*) FROM ai_messages").await, 1);
+    assert_eq!(conversation(&pool, r.conversation).await.message_count, 1);
+    assert_eq!(pushed_completions(&pool).await.len(), 1);
+}

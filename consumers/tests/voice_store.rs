@@ -1,0 +1,191 @@
+//! The voice pipeline against a real Postgres: hand-built records through
+//! `BatchApplier` (decode → apply in one transaction), then the rows,
+//! aggregates, billing chain, outbox and dead letters it left.
+
+use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+use lad_consumers::pipeline::{BatchApplier, BatchOutcome, PipelineConfig, RawRecord};
+use lad_consumers::voice::VoiceDomain;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+struct Feed {
+    applier: BatchApplier<VoiceDomain>,
+    next_offset: i64,
+}
+
+impl Feed {
+    fn new(pool: PgPool) -> Feed {
+        let cfg = PipelineConfig {
+            group: "voice-test".into(),
+            topic: "lad.voice.call-events.v1".into(),
+            live_topic: "lad.live.v1".into(),
+            dead_letter_topic: "lad.dead-letters.v1".into(),
+            batch_max: 1000,
+            batch_wait: Duration::from_millis(10),
+        };
+        Feed {
+            applier: BatchApplier::new(Arc::new(VoiceDomain), pool, Arc::new(cfg)),
+            next_offset: 0,
+        }
+    }
+
+    async fn send(&mut self, values: &[Value]) -> BatchOutcome {
+        let records: Vec<RawRecord> = values
+            .iter()
+            .map(|v| {
+                self.next_offset += 1;
+                RawRecord {
+                    partition: 0,
+                    offset: self.next_offset - 1,
+                    key: None,
+                    payload: Some(serde_json::to_vec(v).unwrap()),
+                }
+            })
+            .collect();
+        let decoded = self.applier.decode(&records);
+        self.applier.apply(&records, decoded, &HashMap::new()).await.expect("batch applies")
+    }
+}
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 20, 23, 58, 0).unwrap() + Span::minutes(minutes)
+}
+
+fn event(kind: &str, tenant: Uuid, when: DateTime<Utc>, data: Value) -> Value {
+    json!({"event_id": Uuid::new_v4(), "type": kind, "tenant_id": tenant,
+           "occurred_at": when.to_rfc3339(), "data": data})
+}
+
+fn lifecycle(tenant: Uuid, call: Uuid, agent: Uuid, cost: &str) -> Vec<Value> {
+    vec![
+        event("call.started", tenant, at(0), json!({"call_id": call, "agent_id": agent,
+            "direction": "outbound", "from_number": "+1", "to_number": "+2"})),
+        event("call.answered", tenant, at(1), json!({"call_id": call})),
+        event("call.transcript", tenant, at(2), json!({"call_id": call, "seq": 0, "speaker": "agent", "text": "hi"})),
+        event("call.ended", tenant, at(3), json!({"call_id": call, "status": "completed",
+            "duration_seconds": 120, "cost": cost})),
+        event("call.analyzed", tenant, at(4), json!({"call_id": call, "sentiment": "positive",
+            "lead_category": "hot"})),
+    ]
+}
+
+type Stats = Vec<(chrono::NaiveDate, i64, i64, i64, i64, i64, Decimal)>;
+
+async fn stats(pool: &PgPool) -> Stats {
+    sqlx::query_as(
+        "SELECT day, calls_started, calls_answered, calls_completed, calls_failed,
+                total_duration_seconds, total_cost FROM voice_call_stats_daily ORDER BY day",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+async fn call_row(pool: &PgPool, call: Uuid) -> (String, DateTime<Utc>, Option<Decimal>) {
+    sqlx::query_as("SELECT status, created_at, cost FROM voice_call_logs WHERE id = $1")
+        .bind(call)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn reversed_arrival_across_batches_converges_to_the_in_order_result(pool: PgPool) {
+    let (tenant, agent) = (Uuid::new_v4(), Uuid::new_v4());
+    let (in_order, reversed) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut feed = Feed::new(pool.clone());
+    feed.send(&lifecycle(tenant, in_order, agent, "1.25")).await;
+    let mut back = lifecycle(tenant, reversed, agent, "1.25");
+    back.reverse();
+    for e in back {
+        feed.send(&[e]).await;
+    }
+    let a = call_row(&pool, in_order).await;
+    let b = call_row(&pool, reversed).await;
+    assert_eq!((a.0.as_str(), a.1, a.2), ("completed", at(0), Some("1.25".parse().unwrap())));
+    assert_eq!((&a.0, a.1, a.2), (&b.0, b.1, b.2));
+    // Started and answered on the 20th, ended on the 21st (UTC).
+    let s = stats(&pool).await;
+    assert_eq!(s.len(), 2);
+    assert_eq!((s[0].1, s[0].2, s[0].3), (2, 2, 0));
+    assert_eq!((s[1].1, s[1].3, s[1].5, s[1].6), (0, 2, 240, "2.50".parse().unwrap()));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn duplicates_change_nothing_and_the_call_is_charged_once(pool: PgPool) {
+    let (tenant, agent, call) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    sqlx::query("INSERT INTO billing_wallets (tenant_id, current_balance) VALUES ($1, 10)")
+        .bind(tenant)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut feed = Feed::new(pool.clone());
+    let events = lifecycle(tenant, call, agent, "0.75");
+    let first = feed.send(&events).await;
+    assert_eq!(first.applied, 5);
+    // Same event ids again, and a second call.ended under a new event id.
+    let again = feed.send(&events).await;
+    assert_eq!((again.applied, again.duplicates), (0, 5));
+    let mut second_end = events[3].clone();
+    second_end["event_id"] = json!(Uuid::new_v4());
+    second_end["occurred_at"] = json!(at(9).to_rfc3339());
+    feed.send(&[second_end]).await;
+
+    let s = stats(&pool).await;
+    assert_eq!(s.iter().map(|r| r.3).sum::<i64>(), 1, "completed once");
+    let balance: Decimal = sqlx::query_scalar("SELECT current_balance FROM billing_wallets WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(balance, "9.25".parse().unwrap());
+    let keys: Vec<String> = sqlx::query_scalar("SELECT idempotency_key FROM billing_usage_events WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, vec![format!("voice-call:{call}")]);
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM voice_call_transcripts").fetch_one(&pool).await.unwrap(),
+        1
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn another_tenants_event_for_a_call_is_dead_lettered_and_the_batch_goes_on(pool: PgPool) {
+    let (tenant, intruder, agent, call) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut feed = Feed::new(pool.clone());
+    let mut events = lifecycle(tenant, call, agent, "0");
+    events.insert(2, event("call.ended", intruder, at(2), json!({"call_id": call, "status": "failed",
+        "duration_seconds": 1, "cost": "5"})));
+    events.push(json!({"not": "an envelope"}));
+    let outcome = feed.send(&events).await;
+    assert_eq!((outcome.applied, outcome.rejected), (5, 2));
+    assert_eq!(call_row(&pool, call).await.0, "completed");
+    let kinds: Vec<String> = sqlx::query_scalar("SELECT error_kind FROM hub_dead_letters ORDER BY kafka_offset")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kinds, vec!["rule_violation", "invalid_envelope"]);
+
+    // The outbox holds the batch's pushes and both dead letters, in one row.
+    let records: Vec<Value> = sqlx::query_scalar("SELECT records FROM hub_outbox")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    let records = records[0].as_array().unwrap();
+    let types: Vec<&str> = records.iter().filter_map(|r| r["value"]["type"].as_str()).collect();
+    assert!(types.contains(&"call.updated") && types.contains(&"call.stats"));
+    assert!(types.contains(&"call.transcript") && types.contains(&"call.analyzed"));
+    assert_eq!(records.iter().filter(|r| r["topic"] == "lad.dead-letters.v1").count(), 2);
+    assert!(records
+        .iter()
+        .filter(|r| r["topic"] == "lad.live.v1")
+        .all(|r| r["key"] == json!(tenant.to_string())));
+}

@@ -1,0 +1,278 @@
+//! `GET /v1/ws`: tenant-scoped live channels over WebSocket (contract §7).
+//!
+//! `lad.live.v1` → [`live_reader`] → [`Gateway::dispatch`] → the
+//! [`registry::ChannelRegistry`] → each subscriber's bounded queue → its
+//! [`session`] → the socket.
+//!
+//! - [`protocol`]: client and server frames (pure).
+//! - [`authz`]: who may subscribe to what (pure, plus one capability query).
+//! - [`registry`]: channels, subscribers, ring buffers for `since`, dedupe.
+//! - [`replies`]: streamed assistant replies put back in `seq` order (pure).
+//! - [`dedupe`]: repeated relay records (pure).
+//! - [`record`]: the `lad.live.v1` record as read here.
+//! - [`snapshot`]: each channel's current state from Postgres.
+//! - [`session`]: one task per socket.
+//! - [`live_reader`]: the Kafka side.
+
+pub mod authz;
+pub mod dedupe;
+pub mod live_reader;
+pub mod protocol;
+pub mod record;
+pub mod registry;
+pub mod replies;
+pub mod session;
+pub mod snapshot;
+
+use crate::auth::{self, AuthError, Verifier};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use lad_consumers::kafka::KafkaSettings;
+use lad_consumers::live::Channel;
+use record::LiveRecord;
+use registry::ChannelRegistry;
+use serde_json::json;
+use sqlx::PgPool;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The socket's read buffer. Client frames are small requests; a bigger
+/// frame grows the buffer only while it is being read.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// Outgoing frames are gathered up to this before a write; it bounds what a
+/// socket keeps allocated after a burst.
+const WRITE_BUFFER_BYTES: usize = 4 * 1024;
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct GatewayConfig {
+    pub jwt_secret: String,
+    /// Frames queued per connection before it is closed with 4008.
+    pub queue_capacity: usize,
+    /// Messages kept per channel for `since` recovery.
+    pub ring_capacity: usize,
+    /// Largest client frame; bigger closes with 1009.
+    pub max_frame_bytes: usize,
+}
+
+impl GatewayConfig {
+    pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+    pub const DEFAULT_RING_CAPACITY: usize = 256;
+    pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
+
+    pub fn new(jwt_secret: impl Into<String>) -> GatewayConfig {
+        GatewayConfig {
+            jwt_secret: jwt_secret.into(),
+            queue_capacity: Self::DEFAULT_QUEUE_CAPACITY,
+            ring_capacity: Self::DEFAULT_RING_CAPACITY,
+            max_frame_bytes: Self::DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+/// The defaults with an empty secret: the caller must set `jwt_secret`.
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig::new(String::new())
+    }
+}
+
+impl fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("jwt_secret", &"[redacted]")
+            .field("queue_capacity", &self.queue_capacity)
+            .field("ring_capacity", &self.ring_capacity)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    cfg: GatewayConfig,
+    verifier: Verifier,
+    registry: ChannelRegistry,
+    shutdown: CancellationToken,
+    ready: AtomicBool,
+    connections: AtomicUsize,
+    next_conn_id: AtomicU64,
+}
+
+impl Gateway {
+    /// Also starts the sweeper of idle channels when called inside a Tokio
+    /// runtime; it stops with `shutdown` or when the gateway is dropped.
+    pub fn new(pool: PgPool, cfg: GatewayConfig, shutdown: CancellationToken) -> Gateway {
+        let inner = Arc::new(Inner {
+            pool,
+            verifier: Verifier::new(&cfg.jwt_secret),
+            registry: ChannelRegistry::new(cfg.ring_capacity, cfg.queue_capacity),
+            cfg,
+            shutdown: shutdown.clone(),
+            ready: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            next_conn_id: AtomicU64::new(1),
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(sweep_idle_channels(Arc::downgrade(&inner), shutdown));
+        }
+        Gateway { inner }
+    }
+
+    /// `GET /v1/ws` only.
+    pub fn router(&self) -> Router {
+        Router::new().route("/v1/ws", get(upgrade)).with_state(self.clone())
+    }
+
+    pub async fn run_live_reader(
+        &self,
+        kafka: &KafkaSettings,
+        live_topic: &str,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        live_reader::run(self, kafka, live_topic, shutdown).await
+    }
+
+    /// True once the live reader has its partitions: from then on every
+    /// record produced to the live topic reaches the sockets.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Routes one `lad.live.v1` record. `position` is `"{partition}:{offset}"`.
+    pub fn dispatch(&self, position: &str, record_value: &[u8]) {
+        metrics::counter!("lad_live_records_total").increment(1);
+        let rec = match LiveRecord::parse(record_value) {
+            Ok(rec) => rec,
+            Err(e) => {
+                tracing::warn!(error = %e, %position, "unreadable live record dropped");
+                metrics::counter!("lad_live_records_dropped_total", "reason" => "malformed").increment(1);
+                return;
+            }
+        };
+        let Ok(channel) = rec.channel.parse::<Channel>() else {
+            tracing::warn!(channel = %rec.channel, %position, "live record for an unknown channel dropped");
+            metrics::counter!("lad_live_records_dropped_total", "reason" => "unknown_channel").increment(1);
+            return;
+        };
+        // The channel name and the record's tenant must agree, or a bug
+        // upstream could route one tenant's data to another's sockets.
+        if channel.tenant_id() != rec.tenant_id {
+            tracing::error!(channel = %rec.channel, tenant_id = %rec.tenant_id, %position,
+                "live record whose tenant does not own its channel dropped");
+            metrics::counter!("lad_live_records_dropped_total", "reason" => "tenant_mismatch").increment(1);
+            return;
+        }
+        let delivered = self.inner.registry.dispatch(position, &rec, channel);
+        if delivered > 0 {
+            metrics::counter!("lad_ws_deliveries_total").increment(delivered as u64);
+        }
+    }
+
+    /// Open WebSocket sessions.
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(Ordering::Acquire)
+    }
+
+    /// Subscriptions held by open sockets (for leak checks).
+    pub fn subscriptions(&self) -> usize {
+        self.inner.registry.subscription_count()
+    }
+
+    /// Channels with state in memory: subscribed, recently subscribed
+    /// (kept for `since`), or with an assistant reply in progress.
+    pub fn channels(&self) -> usize {
+        self.inner.registry.channel_count()
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.cfg
+    }
+
+    fn registry(&self) -> &ChannelRegistry {
+        &self.inner.registry
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::Release);
+    }
+
+    /// Returns the new connection's id.
+    fn connection_opened(&self) -> u64 {
+        let open = self.inner.connections.fetch_add(1, Ordering::AcqRel) + 1;
+        metrics::gauge!("lad_ws_connections").set(open as f64);
+        self.inner.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn connection_closed(&self) {
+        let open = self.inner.connections.fetch_sub(1, Ordering::AcqRel) - 1;
+        metrics::gauge!("lad_ws_connections").set(open as f64);
+    }
+}
+
+async fn upgrade(
+    State(gw): State<Gateway>,
+    uri: Uri,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let claims = match auth::token_from_request(&uri, &headers).ok_or(AuthError::Missing) {
+        Ok(token) => gw.inner.verifier.verify(&token),
+        Err(e) => Err(e),
+    };
+    let claims = match claims {
+        Ok(claims) => claims,
+        Err(e) => {
+            metrics::counter!("lad_ws_refused_total", "reason" => "unauthorized").increment(1);
+            let body = Json(json!({ "error": "unauthorized", "message": e.to_string() }));
+            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+        }
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if gw.inner.shutdown.is_cancelled() {
+        let body = Json(json!({ "error": "unavailable", "message": "hub shutting down" }));
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    let max = gw.inner.cfg.max_frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .on_upgrade(move |socket| session::serve(gw, claims, socket))
+}
+
+async fn sweep_idle_channels(inner: Weak<Inner>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        inner.registry.sweep(Instant::now());
+    }
+}

@@ -1,0 +1,671 @@
+//! The channel registry: channel → subscribers, the recent messages kept for
+//! `since` recovery, and (assistant channels) the replies in progress.
+//!
+//! Every change to a channel happens under that channel's map-shard lock,
+//! and nothing awaits under it: a delivery is a `try_send` into the
+//! subscriber's bounded queue, so a slow client can only lose its own
+//! connection (4008), never slow the dispatch.
+//!
+//! Subscribing without loss or doubles: the subscriber is registered first
+//! with a private buffer, the snapshot is read, then — under the lock again —
+//! `subscribed` and the buffered messages are queued and the buffer goes
+//! away. Everything dispatched after registration is therefore delivered
+//! exactly once, after the snapshot.
+
+use crate::gateway::dedupe::{OutboxId, OutboxIdWindow, RecentSet};
+use crate::gateway::protocol;
+use crate::gateway::record::{self, CompletedData, DeltaData, LiveRecord, AI_COMPLETED, AI_DELTA};
+use crate::gateway::replies::{Delta, Replies};
+use axum::extract::ws::Utf8Bytes;
+use dashmap::DashMap;
+use lad_consumers::live::Channel;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, Notify};
+use uuid::Uuid;
+
+/// How long a channel nobody listens to keeps its ring, so a client that
+/// reconnects can still recover with `since`.
+pub const IDLE_RETENTION: Duration = Duration::from_secs(60);
+/// A reply with no delta for this long is forgotten (its completion was lost).
+pub const REPLY_STALE: Duration = Duration::from_secs(300);
+const OUTBOX_ROWS_REMEMBERED: usize = 16_384;
+const COMPLETED_REPLIES_REMEMBERED: usize = 16_384;
+
+/// One socket's side of the registry: its outgoing queue and the signal
+/// that it fell behind.
+pub struct Conn {
+    pub id: u64,
+    tx: mpsc::Sender<Utf8Bytes>,
+    slow: AtomicBool,
+    kicked: Notify,
+}
+
+impl Conn {
+    pub fn new(id: u64, capacity: usize) -> (Arc<Conn>, mpsc::Receiver<Utf8Bytes>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let conn = Conn {
+            id,
+            tx,
+            slow: AtomicBool::new(false),
+            kicked: Notify::new(),
+        };
+        (Arc::new(conn), rx)
+    }
+
+    /// Queues a frame without waiting; a full queue marks the connection slow.
+    pub fn send(&self, frame: Utf8Bytes) -> bool {
+        if self.slow.load(Ordering::Relaxed) {
+            return false;
+        }
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.kick();
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+
+    pub fn kick(&self) {
+        if !self.slow.swap(true, Ordering::AcqRel) {
+            metrics::counter!("lad_ws_slow_client_disconnects_total").increment(1);
+            self.kicked.notify_one();
+        }
+    }
+
+    /// Resolves once the connection was kicked (also if that happened
+    /// before the call: the notification is kept).
+    pub async fn kicked(&self) {
+        self.kicked.notified().await;
+    }
+}
+
+struct Subscriber {
+    conn: Arc<Conn>,
+    /// `Some` while the snapshot is being read.
+    pending: Option<Vec<Utf8Bytes>>,
+}
+
+struct Entry {
+    position: Box<str>,
+    /// Kept only for ids that are not outbox ids (those are deduplicated
+    /// globally); lets such repeats be found in the ring.
+    other_id: Option<Box<str>>,
+    frame: Utf8Bytes,
+}
+
+/// The channel's recent messages. Invariant: it holds every message of the
+/// channel dispatched after `base`, in dispatch order.
+struct Ring {
+    entries: VecDeque<Entry>,
+    base: Box<str>,
+}
+
+impl Ring {
+    fn push(&mut self, entry: Entry, capacity: usize) {
+        if capacity == 0 {
+            self.base = entry.position;
+            return;
+        }
+        if self.entries.len() >= capacity {
+            if let Some(old) = self.entries.pop_front() {
+                self.base = old.position;
+            }
+        }
+        self.entries.push_back(entry);
+    }
+
+    /// The position a subscriber is at once it has everything queued.
+    fn cursor(&self) -> &str {
+        self.entries.back().map_or(&self.base, |e| &e.position)
+    }
+
+    /// The messages after `since`, if the ring still covers it. Matching is
+    /// by equality, not by comparing offsets: a channel's messages need not
+    /// be in offset order (assistant deltas are released in `seq` order).
+    fn after(&self, since: &str) -> Option<impl Iterator<Item = &Entry>> {
+        let start = match self.entries.iter().rposition(|e| &*e.position == since) {
+            Some(i) => i + 1,
+            None if &*self.base == since => 0,
+            None => return None,
+        };
+        Some(self.entries.iter().skip(start))
+    }
+
+    fn has_other_id(&self, id: &str) -> bool {
+        self.entries.iter().any(|e| e.other_id.as_deref() == Some(id))
+    }
+}
+
+type Released = (Box<str>, Utf8Bytes);
+
+struct ChannelState {
+    subscribers: Vec<Subscriber>,
+    ring: Ring,
+    replies: Option<Box<Replies<Released>>>,
+    idle_since: Instant,
+}
+
+impl ChannelState {
+    fn new(base: String) -> ChannelState {
+        ChannelState {
+            subscribers: Vec::new(),
+            ring: Ring {
+                entries: VecDeque::new(),
+                base: base.into_boxed_str(),
+            },
+            replies: None,
+            idle_since: Instant::now(),
+        }
+    }
+
+    /// Records a message and hands it to every subscriber; returns how many
+    /// got it.
+    fn publish(&mut self, entry: Entry, ring_capacity: usize, pending_capacity: usize) -> usize {
+        let frame = entry.frame.clone();
+        self.ring.push(entry, ring_capacity);
+        let mut delivered = 0;
+        for sub in &mut self.subscribers {
+            match &mut sub.pending {
+                Some(buffer) if buffer.len() >= pending_capacity => sub.conn.kick(),
+                Some(buffer) => buffer.push(frame.clone()),
+                None => delivered += usize::from(sub.conn.send(frame.clone())),
+            }
+        }
+        delivered
+    }
+
+    fn reply_snapshot(&self) -> Value {
+        let replies = self.replies.as_ref().map(|r| r.snapshot()).unwrap_or_default();
+        json!({ "replies": replies })
+    }
+}
+
+/// How a subscribe continues after registration.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Subscription {
+    /// `subscribed` is queued; messages follow.
+    Live,
+    /// Read the snapshot, then call [`ChannelRegistry::complete`] with this cursor.
+    NeedsSnapshot { cursor: String },
+}
+
+pub struct ChannelRegistry {
+    channels: DashMap<Channel, ChannelState>,
+    ring_capacity: usize,
+    pending_capacity: usize,
+    outbox_ids: Mutex<OutboxIdWindow>,
+    completed: Mutex<RecentSet<Uuid>>,
+    next_base: AtomicU64,
+}
+
+impl ChannelRegistry {
+    pub fn new(ring_capacity: usize, pending_capacity: usize) -> ChannelRegistry {
+        ChannelRegistry {
+            channels: DashMap::new(),
+            ring_capacity,
+            pending_capacity: pending_capacity.max(1),
+            outbox_ids: Mutex::new(OutboxIdWindow::new(OUTBOX_ROWS_REMEMBERED)),
+            completed: Mutex::new(RecentSet::new(COMPLETED_REPLIES_REMEMBERED)),
+            // Random start: a base must never match a position handed out by
+            // another process (or an earlier run of this one).
+            next_base: AtomicU64::new(u64::from(rand::random::<u32>()) << 24),
+        }
+    }
+
+    /// A position that only this channel state answers to: the point before
+    /// the first message this process saw on the channel.
+    fn fresh_base(&self) -> String {
+        format!("-1:{}", self.next_base.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Registers `conn` on `channel` (replacing an earlier subscription of
+    /// the same connection). With a `since` the ring still covers, or on an
+    /// assistant channel, `subscribed` is queued at once.
+    pub fn subscribe(
+        &self,
+        conn: &Arc<Conn>,
+        channel: Channel,
+        name: &str,
+        id: &Value,
+        since: Option<&str>,
+    ) -> Subscription {
+        let mut state = self
+            .channels
+            .entry(channel)
+            .or_insert_with(|| ChannelState::new(self.fresh_base()));
+        let st = &mut *state;
+        st.subscribers.retain(|s| s.conn.id != conn.id);
+
+        if let Some(since) = since {
+            if let Some(replay) = st.ring.after(since) {
+                let head = protocol::subscribed(id, name, &json!({}), since, true);
+                conn.send(head.into());
+                for entry in replay {
+                    conn.send(entry.frame.clone());
+                }
+                st.subscribers.push(Subscriber {
+                    conn: conn.clone(),
+                    pending: None,
+                });
+                return Subscription::Live;
+            }
+        }
+        if matches!(channel, Channel::UserAi { .. }) {
+            let head = protocol::subscribed(id, name, &st.reply_snapshot(), st.ring.cursor(), false);
+            conn.send(head.into());
+            st.subscribers.push(Subscriber {
+                conn: conn.clone(),
+                pending: None,
+            });
+            return Subscription::Live;
+        }
+        st.subscribers.push(Subscriber {
+            conn: conn.clone(),
+            pending: Some(Vec::new()),
+        });
+        Subscription::NeedsSnapshot {
+            cursor: st.ring.cursor().to_owned(),
+        }
+    }
+
+    /// Queues `subscribed` with the snapshot, then what arrived meanwhile.
+    pub fn complete(&self, conn: &Conn, channel: &Channel, name: &str, id: &Value, snapshot: &Value, cursor: &str) {
+        let Some(mut st) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let Some(sub) = st.subscribers.iter_mut().find(|s| s.conn.id == conn.id) else {
+            return;
+        };
+        let buffered = sub.pending.take().unwrap_or_default();
+        conn.send(protocol::subscribed(id, name, snapshot, cursor, false).into());
+        for frame in buffered {
+            conn.send(frame);
+        }
+    }
+
+    pub fn unsubscribe(&self, conn_id: u64, channel: &Channel) {
+        if let Some(mut st) = self.channels.get_mut(channel) {
+            let before = st.subscribers.len();
+            st.subscribers.retain(|s| s.conn.id != conn_id);
+            if before > 0 && st.subscribers.is_empty() {
+                st.idle_since = Instant::now();
+            }
+        }
+    }
+
+    /// Routes one live record (already checked: its channel is its tenant's).
+    /// Returns how many subscribers it was delivered to.
+    pub fn dispatch(&self, position: &str, rec: &LiveRecord<'_>, channel: Channel) -> usize {
+        let outbox_id = rec.id.as_deref().and_then(OutboxId::parse);
+        if let Some(oid) = outbox_id {
+            let partition = record::partition_of(position).unwrap_or(i32::MIN);
+            if !self.lock_outbox_ids().first_time(partition, oid) {
+                dropped("repeat");
+                return 0;
+            }
+        }
+        if let Channel::UserAi { user_id, .. } = channel {
+            match &*rec.kind {
+                AI_DELTA => return self.dispatch_delta(position, rec, channel, user_id),
+                AI_COMPLETED => {
+                    let Ok(done) = serde_json::from_str::<CompletedData>(rec.data.get()) else {
+                        dropped("malformed");
+                        return 0;
+                    };
+                    if done.user_id != user_id {
+                        dropped("user_mismatch");
+                        return 0;
+                    }
+                    self.lock_completed().insert(done.message_id);
+                    let Some(mut st) = self.channels.get_mut(&channel) else {
+                        return 0;
+                    };
+                    if let Some(replies) = &mut st.replies {
+                        replies.on_completed(&done.message_id);
+                        if replies.is_empty() {
+                            st.replies = None;
+                            st.idle_since = Instant::now();
+                        }
+                    }
+                    return self.publish_to(&mut st, position, rec, outbox_id.is_none());
+                }
+                _ => {}
+            }
+        }
+        match self.channels.get_mut(&channel) {
+            Some(mut st) => self.publish_to(&mut st, position, rec, outbox_id.is_none()),
+            // Nobody here listens and nothing here could recover it.
+            None => 0,
+        }
+    }
+
+    fn publish_to(&self, st: &mut ChannelState, position: &str, rec: &LiveRecord<'_>, other_id: bool) -> usize {
+        let other_id = rec.id.as_deref().filter(|_| other_id);
+        if let Some(id) = other_id {
+            if st.ring.has_other_id(id) {
+                dropped("repeat");
+                return 0;
+            }
+        }
+        let frame = protocol::message(&rec.channel, &rec.kind, position, rec.data);
+        let entry = Entry {
+            position: position.into(),
+            other_id: other_id.map(Into::into),
+            frame: frame.into(),
+        };
+        st.publish(entry, self.ring_capacity, self.pending_capacity)
+    }
+
+    fn dispatch_delta(&self, position: &str, rec: &LiveRecord<'_>, channel: Channel, user_id: Uuid) -> usize {
+        let Ok(d) = serde_json::from_str::<DeltaData>(rec.data.get()) else {
+            dropped("malformed");
+            return 0;
+        };
+        if d.user_id != user_id {
+            dropped("user_mismatch");
+            return 0;
+        }
+        if self.lock_completed().contains(&d.message_id) {
+            dropped("repeat");
+            return 0;
+        }
+        let frame: Utf8Bytes = protocol::message(&rec.channel, &rec.kind, position, rec.data).into();
+        // Created even with no subscriber: a late one starts from the text so far.
+        let mut state = self
+            .channels
+            .entry(channel)
+            .or_insert_with(|| ChannelState::new(self.fresh_base()));
+        let st = &mut *state;
+        let delta = Delta {
+            conversation_id: d.conversation_id,
+            message_id: d.message_id,
+            user_id: d.user_id,
+            seq: d.seq,
+            delta: d.delta,
+        };
+        let released = st.replies.get_or_insert_with(Default::default).on_delta(
+            delta,
+            (position.into(), frame),
+            Instant::now(),
+        );
+        if released.is_empty() {
+            return 0;
+        }
+        let mut delivered = 0;
+        for (position, frame) in released {
+            let entry = Entry {
+                position,
+                other_id: None,
+                frame,
+            };
+            delivered += st.publish(entry, self.ring_capacity, self.pending_capacity);
+        }
+        delivered
+    }
+
+    /// Drops channel states nobody needs any more: no subscriber, no reply
+    /// in progress, idle past the retention.
+    pub fn sweep(&self, now: Instant) {
+        self.channels.retain(|_, st| {
+            if let Some(replies) = &mut st.replies {
+                replies.drop_stale(now, REPLY_STALE);
+                if replies.is_empty() {
+                    st.replies = None;
+                }
+            }
+            !(st.subscribers.is_empty()
+                && st.replies.is_none()
+                && now.saturating_duration_since(st.idle_since) >= IDLE_RETENTION)
+        });
+    }
+
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.channels.iter().map(|st| st.subscribers.len()).sum()
+    }
+
+    fn lock_outbox_ids(&self) -> std::sync::MutexGuard<'_, OutboxIdWindow> {
+        self.outbox_ids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_completed(&self) -> std::sync::MutexGuard<'_, RecentSet<Uuid>> {
+        self.completed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn dropped(reason: &'static str) {
+    metrics::counter!("lad_live_records_dropped_total", "reason" => reason).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Client {
+        conn: Arc<Conn>,
+        rx: mpsc::Receiver<Utf8Bytes>,
+    }
+
+    impl Client {
+        fn new(id: u64, capacity: usize) -> Client {
+            let (conn, rx) = Conn::new(id, capacity);
+            Client { conn, rx }
+        }
+
+        fn frames(&mut self) -> Vec<Value> {
+            let mut out = Vec::new();
+            while let Ok(f) = self.rx.try_recv() {
+                out.push(serde_json::from_str(f.as_str()).unwrap());
+            }
+            out
+        }
+    }
+
+    fn record(id: &str, channel: &Channel, kind: &str, data: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "id": id, "tenant_id": channel.tenant_id(), "channel": channel.to_string(),
+            "type": kind, "data": data,
+        }))
+        .unwrap()
+    }
+
+    fn dispatch(reg: &ChannelRegistry, position: &str, bytes: &[u8]) -> usize {
+        let rec = LiveRecord::parse(bytes).unwrap();
+        let channel: Channel = rec.channel.parse().unwrap();
+        reg.dispatch(position, &rec, channel)
+    }
+
+    fn calls() -> Channel {
+        Channel::Calls {
+            tenant_id: Uuid::new_v4(),
+        }
+    }
+
+    fn positions(frames: &[Value]) -> Vec<&str> {
+        frames.iter().filter_map(|f| f["position"].as_str()).collect()
+    }
+
+    #[test]
+    fn messages_between_registration_and_snapshot_follow_the_snapshot() {
+        let reg = ChannelRegistry::new(8, 16);
+        let ch = calls();
+        let mut c = Client::new(1, 16);
+        let sub = reg.subscribe(&c.conn, ch, &ch.to_string(), &json!(1), None);
+        let Subscription::NeedsSnapshot { cursor } = sub else {
+            panic!("{sub:?}")
+        };
+        assert_eq!(dispatch(&reg, "0:1", &record("1.0", &ch, "call.updated", json!({"n": 1}))), 0);
+        assert!(c.frames().is_empty(), "nothing before subscribed");
+        reg.complete(&c.conn, &ch, &ch.to_string(), &json!(1), &json!({"s": 1}), &cursor);
+        assert_eq!(dispatch(&reg, "0:2", &record("2.0", &ch, "call.updated", json!({"n": 2}))), 1);
+        let frames = c.frames();
+        assert_eq!(frames[0]["op"], "subscribed");
+        assert_eq!(frames[0]["snapshot"], json!({"s": 1}));
+        assert_eq!(frames[0]["position"], json!(cursor));
+        assert_eq!(frames[0]["recovered"], json!(false));
+        assert_eq!(positions(&frames[1..]), ["0:1", "0:2"]);
+        assert_eq!(frames[1]["data"], json!({"n": 1}));
+    }
+
+    #[test]
+    fn repeats_of_a_relayed_record_are_dropped() {
+        let reg = ChannelRegistry::new(8, 16);
+        let ch = calls();
+        let mut c = Client::new(1, 16);
+        let Subscription::NeedsSnapshot { cursor } = reg.subscribe(&c.conn, ch, &ch.to_string(), &json!(1), None)
+        else {
+            panic!()
+        };
+        reg.complete(&c.conn, &ch, &ch.to_string(), &json!(1), &json!({}), &cursor);
+        let r = record("7.0", &ch, "call.updated", json!({}));
+        assert_eq!(dispatch(&reg, "0:1", &r), 1);
+        assert_eq!(dispatch(&reg, "0:2", &r), 0);
+        let odd = record("custom-id", &ch, "call.updated", json!({}));
+        assert_eq!(dispatch(&reg, "0:3", &odd), 1);
+        assert_eq!(dispatch(&reg, "0:4", &odd), 0);
+        assert_eq!(c.frames().len(), 3);
+    }
+
+    #[test]
+    fn since_replays_from_the_ring_or_says_it_cannot() {
+        let reg = ChannelRegistry::new(3, 16);
+        let ch = calls();
+        let name = ch.to_string();
+        let a = Client::new(1, 16);
+        let Subscription::NeedsSnapshot { cursor: base } = reg.subscribe(&a.conn, ch, &name, &json!(1), None) else {
+            panic!()
+        };
+        reg.complete(&a.conn, &ch, &name, &json!(1), &json!({}), &base);
+        for i in 1..=3 {
+            dispatch(&reg, &format!("0:{i}"), &record(&format!("{i}.0"), &ch, "t", json!({})));
+        }
+        let mut b = Client::new(2, 16);
+        assert_eq!(reg.subscribe(&b.conn, ch, &name, &json!(2), Some("0:1")), Subscription::Live);
+        let frames = b.frames();
+        assert_eq!((frames[0]["recovered"].clone(), frames[0]["position"].clone()), (json!(true), json!("0:1")));
+        assert_eq!(positions(&frames[1..]), ["0:2", "0:3"]);
+        // The base (nothing seen yet) still covers everything.
+        let mut c = Client::new(3, 16);
+        assert_eq!(reg.subscribe(&c.conn, ch, &name, &json!(3), Some(&base)), Subscription::Live);
+        assert_eq!(positions(&c.frames()[1..]), ["0:1", "0:2", "0:3"]);
+        // One more message pushes 0:1 out: the base moves to it.
+        dispatch(&reg, "0:4", &record("4.0", &ch, "t", json!({})));
+        let mut d = Client::new(4, 16);
+        assert!(matches!(
+            reg.subscribe(&d.conn, ch, &name, &json!(4), Some(&base)),
+            Subscription::NeedsSnapshot { .. }
+        ));
+        assert_eq!(reg.subscribe(&d.conn, ch, &name, &json!(5), Some("0:1")), Subscription::Live);
+        assert_eq!(positions(&d.frames()[1..]), ["0:2", "0:3", "0:4"]);
+        let e = Client::new(5, 16);
+        assert!(matches!(
+            reg.subscribe(&e.conn, ch, &name, &json!(6), Some("9:9")),
+            Subscription::NeedsSnapshot { .. }
+        ));
+        assert_eq!(reg.subscription_count(), 5);
+    }
+
+    #[test]
+    fn a_full_queue_kicks_only_that_connection() {
+        let reg = ChannelRegistry::new(8, 16);
+        let ch = calls();
+        let name = ch.to_string();
+        let mut slow = Client::new(1, 2);
+        let mut fast = Client::new(2, 64);
+        for c in [&slow, &fast] {
+            if let Subscription::NeedsSnapshot { cursor } = reg.subscribe(&c.conn, ch, &name, &json!(1), None) {
+                reg.complete(&c.conn, &ch, &name, &json!(1), &json!({}), &cursor);
+            }
+        }
+        for i in 0..5 {
+            dispatch(&reg, &format!("0:{i}"), &record(&format!("{i}.0"), &ch, "t", json!({})));
+        }
+        assert!(slow.conn.slow.load(Ordering::Relaxed));
+        assert!(!fast.conn.slow.load(Ordering::Relaxed));
+        assert_eq!(fast.frames().len(), 6);
+        assert_eq!(slow.frames().len(), 2);
+    }
+
+    #[test]
+    fn a_late_assistant_subscriber_gets_the_text_so_far_then_the_rest_in_order() {
+        let reg = ChannelRegistry::new(64, 16);
+        let (t, u, m) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let ch = Channel::UserAi { tenant_id: t, user_id: u };
+        let name = ch.to_string();
+        let delta = |seq: u64| {
+            record(
+                &format!("ai:{m}:{seq}"),
+                &ch,
+                AI_DELTA,
+                json!({"conversation_id": Uuid::nil(), "message_id": m, "user_id": u, "seq": seq, "delta": format!("<{seq}>")}),
+            )
+        };
+        dispatch(&reg, "0:10", &delta(0));
+        dispatch(&reg, "0:11", &delta(2));
+        dispatch(&reg, "0:12", &delta(1));
+        let mut c = Client::new(1, 64);
+        assert_eq!(reg.subscribe(&c.conn, ch, &name, &json!(1), None), Subscription::Live);
+        dispatch(&reg, "0:13", &delta(4));
+        dispatch(&reg, "0:14", &delta(2));
+        dispatch(&reg, "0:15", &delta(3));
+        let done = record(
+            "9.0",
+            &ch,
+            AI_COMPLETED,
+            json!({"conversation_id": Uuid::nil(), "message_id": m, "user_id": u, "content": "<0><1><2><3><4>", "tokens_used": 5}),
+        );
+        dispatch(&reg, "0:16", &done);
+        dispatch(&reg, "0:17", &delta(4));
+        let frames = c.frames();
+        let reply = &frames[0]["snapshot"]["replies"][0];
+        assert_eq!((reply["seq"].clone(), reply["text"].clone()), (json!(2), json!("<0><1><2>")));
+        assert_eq!(frames[0]["position"], "0:11", "the last released delta");
+        let seqs: Vec<i64> = frames[1..].iter().filter_map(|f| f["data"]["seq"].as_i64()).collect();
+        assert_eq!(seqs, [3, 4]);
+        assert_eq!(frames.last().unwrap()["type"], AI_COMPLETED);
+        assert_eq!(frames.len(), 4);
+    }
+
+    #[test]
+    fn a_delta_for_another_user_is_dropped() {
+        let reg = ChannelRegistry::new(8, 16);
+        let ch = Channel::UserAi {
+            tenant_id: Uuid::new_v4(),
+            user_id: Uuid::new_v4(),
+        };
+        let r = record(
+            "ai:x:0",
+            &ch,
+            AI_DELTA,
+            json!({"conversation_id": Uuid::nil(), "message_id": Uuid::nil(), "user_id": Uuid::new_v4(), "seq": 0, "delta": "x"}),
+        );
+        dispatch(&reg, "0:1", &r);
+        assert_eq!(reg.channel_count(), 0);
+    }
+
+    #[test]
+    fn idle_channels_are_swept_after_the_retention() {
+        let reg = ChannelRegistry::new(8, 16);
+        let ch = calls();
+        let c = Client::new(1, 16);
+        reg.subscribe(&c.conn, ch, &ch.to_string(), &json!(1), None);
+        reg.sweep(Instant::now() + IDLE_RETENTION * 2);
+        assert_eq!(reg.channel_count(), 1, "a subscribed channel stays");
+        reg.unsubscribe(c.conn.id, &ch);
+        assert_eq!(reg.subscription_count(), 0);
+        reg.sweep(Instant::now());
+        assert_eq!(reg.channel_count(), 1, "kept for reconnects");
+        reg.sweep(Instant::now() + IDLE_RETENTION * 2);
+        assert_eq!(reg.channel_count(), 0);
+    }
+}

@@ -1,0 +1,236 @@
+//! One task per socket: it reads the client's frames, writes the frames its
+//! bounded queue receives, and closes the socket when the token expires
+//! (4001), the queue overflows (4008), a frame is too big (1009) or the hub
+//! shuts down (1001).
+//!
+//! Idle connections must stay small (about 16 KiB each at 10,000 sockets):
+//! the queue allocates as it fills, the socket's buffers are sized in
+//! `Gateway::router`, and request handling is boxed so its futures do not
+//! inflate every session's state.
+
+use crate::auth::{unix_now, Claims};
+use crate::gateway::authz::{self, Decision};
+use crate::gateway::protocol::{self, ClientFrame, ErrorCode, Refusal, RequestId};
+use crate::gateway::registry::{Conn, Subscription};
+use crate::gateway::{snapshot, Gateway};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use lad_consumers::live::Channel;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+pub const CLOSE_TOO_SLOW: u16 = 4008;
+
+/// Subscriptions one connection may hold, so one socket cannot make the
+/// registry grow without bound.
+pub const MAX_SUBSCRIPTIONS: usize = 256;
+/// Frames written per flush.
+const WRITE_BATCH: usize = 64;
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The socket's registrations; dropping it unregisters them all, so a
+/// session that ends any way at all leaves nothing behind.
+struct Session {
+    gw: Gateway,
+    conn: Arc<Conn>,
+    claims: Claims,
+    subscriptions: Vec<Channel>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let registry = self.gw.registry();
+        for channel in &self.subscriptions {
+            registry.unsubscribe(self.conn.id, channel);
+        }
+        self.gw.connection_closed();
+    }
+}
+
+enum Close {
+    /// The peer went away or closed: nothing more to say.
+    Quietly,
+    With(u16, &'static str),
+}
+
+pub async fn serve(gw: Gateway, claims: Claims, mut socket: WebSocket) {
+    let (conn, mut rx) = Conn::new(gw.connection_opened(), gw.config().queue_capacity);
+    let shutdown = gw.shutdown_token();
+    let mut session = Session {
+        gw,
+        conn,
+        claims,
+        subscriptions: Vec::new(),
+    };
+    let expiry = tokio::time::sleep_until(expiry_instant(session.claims.exp));
+    tokio::pin!(expiry);
+
+    let close = loop {
+        // Unbiased on purpose: under a steady stream of outgoing frames the
+        // client's own frames must still be read.
+        tokio::select! {
+            _ = shutdown.cancelled() => break Close::With(CLOSE_GOING_AWAY, "hub shutting down"),
+            _ = session.conn.kicked() => break Close::With(CLOSE_TOO_SLOW, "client too slow"),
+            _ = &mut expiry => break Close::With(CLOSE_TOKEN_EXPIRED, "token expired"),
+            Some(frame) = rx.recv() => {
+                // Racing the write against the other exits: a client that
+                // stopped reading blocks the write, and must still be closed.
+                let written = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => Err(Close::With(CLOSE_GOING_AWAY, "hub shutting down")),
+                    _ = session.conn.kicked() => Err(Close::With(CLOSE_TOO_SLOW, "client too slow")),
+                    _ = &mut expiry => Err(Close::With(CLOSE_TOKEN_EXPIRED, "token expired")),
+                    r = write_batch(&mut socket, frame, &mut rx) => r.map_err(|_| Close::Quietly),
+                };
+                if let Err(close) = written {
+                    break close;
+                }
+            }
+            incoming = socket.next() => match incoming {
+                Some(Ok(Message::Text(text))) => Box::pin(session.handle(text.as_str())).await,
+                Some(Ok(Message::Binary(_))) => {
+                    session.reply(protocol::error(&RequestId::Null, ErrorCode::BadRequest, "frames are JSON text"));
+                }
+                // tungstenite answers pings and close frames itself.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => break Close::Quietly,
+                Some(Err(e)) if is_too_big(&e) => break Close::With(CLOSE_TOO_BIG, "frame too big"),
+                Some(Err(_)) => break Close::Quietly,
+            },
+        }
+    };
+    match close {
+        Close::With(code, reason) => {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+        }
+        // Sends the close reply tungstenite queued, if the peer closed.
+        Close::Quietly => {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
+        }
+    }
+}
+
+async fn write_batch(
+    socket: &mut WebSocket,
+    first: Utf8Bytes,
+    rx: &mut mpsc::Receiver<Utf8Bytes>,
+) -> Result<(), axum::Error> {
+    socket.feed(Message::Text(first)).await?;
+    for _ in 1..WRITE_BATCH {
+        match rx.try_recv() {
+            Ok(frame) => socket.feed(Message::Text(frame)).await?,
+            Err(_) => break,
+        }
+    }
+    socket.flush().await
+}
+
+fn is_too_big(e: &axum::Error) -> bool {
+    use std::error::Error as _;
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error};
+    matches!(
+        e.source().and_then(|s| s.downcast_ref::<Error>()),
+        Some(Error::Capacity(CapacityError::MessageTooLong { .. }))
+    )
+}
+
+fn expiry_instant(exp: i64) -> Instant {
+    let left = exp.saturating_sub(unix_now()).max(0) as u64;
+    Instant::now() + Duration::from_secs(left)
+}
+
+impl Session {
+    /// Queued like every other frame, so replies keep their order with the
+    /// channel messages around them.
+    fn reply(&self, frame: String) {
+        self.conn.send(frame.into());
+    }
+
+    async fn handle(&mut self, text: &str) {
+        let outcome = match protocol::parse(text) {
+            Err(refusal) => Err(refusal),
+            Ok(ClientFrame::Ping { id }) => {
+                self.reply(protocol::pong(&id));
+                Ok(())
+            }
+            Ok(ClientFrame::Unsubscribe { id, channel }) => self.unsubscribe(id, &channel),
+            Ok(ClientFrame::Subscribe { id, channel, since }) => self.subscribe(id, &channel, since.as_deref()).await,
+        };
+        if let Err(refusal) = outcome {
+            self.reply(refusal.to_frame());
+        }
+    }
+
+    fn unsubscribe(&mut self, id: RequestId, name: &str) -> Result<(), Refusal> {
+        let channel = parse_channel(&id, name)?;
+        self.gw.registry().unsubscribe(self.conn.id, &channel);
+        self.subscriptions.retain(|c| *c != channel);
+        self.reply(protocol::unsubscribed(&id, name));
+        Ok(())
+    }
+
+    async fn subscribe(&mut self, id: RequestId, name: &str, since: Option<&str>) -> Result<(), Refusal> {
+        let channel = parse_channel(&id, name)?;
+        match authz::decide(&self.claims, &channel) {
+            Decision::Allow => {}
+            Decision::Deny(why) => return Err(Refusal::new(id, ErrorCode::Forbidden, why)),
+            Decision::NeedsCapability(cap) => {
+                let granted =
+                    authz::has_capability(self.gw.pool(), self.claims.tenant_id, self.claims.sub, cap).await;
+                match granted {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let why = format!("needs role owner or admin, or capability {cap}");
+                        return Err(Refusal::new(id, ErrorCode::Forbidden, why));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "capability check failed");
+                        return Err(Refusal::new(id, ErrorCode::Unavailable, "try again"));
+                    }
+                }
+            }
+        }
+        let already = self.subscriptions.contains(&channel);
+        if !already && self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            let why = format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection");
+            return Err(Refusal::new(id, ErrorCode::BadRequest, why));
+        }
+        if !already {
+            self.subscriptions.push(channel);
+        }
+        let registry = self.gw.registry();
+        let Subscription::NeedsSnapshot { cursor } = registry.subscribe(&self.conn, channel, name, &id, since) else {
+            return Ok(());
+        };
+        match tokio::time::timeout(SNAPSHOT_TIMEOUT, snapshot::load(self.gw.pool(), &channel)).await {
+            Ok(Ok(snap)) => {
+                registry.complete(&self.conn, &channel, name, &id, &snap, &cursor);
+                Ok(())
+            }
+            failed => {
+                match failed {
+                    Ok(Err(e)) => tracing::warn!(error = %e, %name, "snapshot query failed"),
+                    _ => tracing::warn!(%name, "snapshot query timed out"),
+                }
+                registry.unsubscribe(self.conn.id, &channel);
+                self.subscriptions.retain(|c| *c != channel);
+                Err(Refusal::new(id, ErrorCode::Unavailable, "snapshot unavailable; try again"))
+            }
+        }
+    }
+}
+
+fn parse_channel(id: &RequestId, name: &str) -> Result<Channel, Refusal> {
+    name.parse()
+        .map_err(|e: lad_consumers::live::UnknownChannel| Refusal::new(id.clone(), ErrorCode::UnknownChannel, e.to_string()))
+}

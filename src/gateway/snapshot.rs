@@ -1,0 +1,193 @@
+//! The `snapshot` of a `subscribed` frame: the channel's current state as
+//! committed in Postgres (contract §7). Rows are serialized from Rust types
+//! so money is a decimal string and times are RFC 3339, as in live messages.
+//! Assistant channels are answered from memory by the registry instead.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use lad_consumers::live::Channel;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Calls in progress listed in a `calls` snapshot, newest first.
+pub const IN_PROGRESS_LIMIT: i64 = 500;
+/// Transcript lines in a `call` snapshot: far beyond a real call, it only
+/// keeps a corrupt stream from building a frame of unbounded size.
+pub const TRANSCRIPT_LIMIT: i64 = 20_000;
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct CallStatsRow {
+    pub tenant_id: Uuid,
+    pub day: NaiveDate,
+    pub agent_id: Uuid,
+    pub calls_started: i64,
+    pub calls_answered: i64,
+    pub calls_completed: i64,
+    pub calls_failed: i64,
+    pub total_duration_seconds: i64,
+    pub total_cost: Decimal,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct CallRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub agent_id: Option<Uuid>,
+    pub lead_id: Option<Uuid>,
+    pub batch_id: Option<Uuid>,
+    pub initiated_by_user_id: Option<Uuid>,
+    pub direction: Option<String>,
+    pub from_number: Option<String>,
+    pub to_number: Option<String>,
+    pub status: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<i32>,
+    pub cost: Option<Decimal>,
+    pub currency: String,
+    pub recording_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const CALL_COLUMNS: &str = "id, tenant_id, agent_id, lead_id, batch_id, initiated_by_user_id, direction, \
+     from_number, to_number, status, started_at, answered_at, ended_at, duration_seconds, cost, \
+     currency, recording_url, created_at, updated_at";
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct TranscriptLine {
+    pub call_id: Uuid,
+    pub seq: i32,
+    pub speaker: String,
+    pub text: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct StepStatsRow {
+    pub campaign_id: Uuid,
+    pub step_id: Uuid,
+    pub status: String,
+    pub count: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Wallet {
+    pub wallet_id: Option<Uuid>,
+    pub tenant_id: Uuid,
+    pub current_balance: Decimal,
+    pub currency: String,
+    pub status: String,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl Wallet {
+    /// A tenant's wallet before its first use (contract §5: created with 0).
+    pub fn empty(tenant_id: Uuid) -> Wallet {
+        Wallet {
+            wallet_id: None,
+            tenant_id,
+            current_balance: Decimal::ZERO,
+            currency: "USD".into(),
+            status: "active".into(),
+            updated_at: None,
+        }
+    }
+}
+
+pub async fn load(pool: &PgPool, channel: &Channel) -> Result<Value, sqlx::Error> {
+    match *channel {
+        Channel::Calls { tenant_id } => calls(pool, tenant_id, Utc::now().date_naive()).await,
+        Channel::Call { tenant_id, call_id } => call(pool, tenant_id, call_id).await,
+        Channel::Campaign {
+            tenant_id,
+            campaign_id,
+        } => campaign(pool, tenant_id, campaign_id).await,
+        Channel::Billing { tenant_id } => billing(pool, tenant_id).await,
+        // Replies in progress are never in Postgres; the registry answers
+        // these itself. From the database's view none is in progress.
+        Channel::UserAi { .. } => Ok(json!({ "replies": [] })),
+    }
+}
+
+async fn calls(pool: &PgPool, tenant_id: Uuid, day: NaiveDate) -> Result<Value, sqlx::Error> {
+    let stats: Vec<CallStatsRow> = sqlx::query_as(
+        "SELECT tenant_id, day, agent_id, calls_started, calls_answered, calls_completed,
+                calls_failed, total_duration_seconds, total_cost, updated_at
+         FROM voice_call_stats_daily
+         WHERE tenant_id = $1 AND day = $2
+         ORDER BY agent_id",
+    )
+    .bind(tenant_id)
+    .bind(day)
+    .fetch_all(pool)
+    .await?;
+    let in_progress: Vec<CallRow> = sqlx::query_as(&format!(
+        "SELECT {CALL_COLUMNS} FROM voice_call_logs
+         WHERE tenant_id = $1 AND ended_at IS NULL AND deleted_at IS NULL
+         ORDER BY created_at DESC
+         LIMIT $2"
+    ))
+    .bind(tenant_id)
+    .bind(IN_PROGRESS_LIMIT)
+    .fetch_all(pool)
+    .await?;
+    Ok(json!({ "day": day, "stats": stats, "in_progress": in_progress }))
+}
+
+async fn call(pool: &PgPool, tenant_id: Uuid, call_id: Uuid) -> Result<Value, sqlx::Error> {
+    let row: Option<CallRow> = sqlx::query_as(&format!(
+        "SELECT {CALL_COLUMNS} FROM voice_call_logs
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
+         ORDER BY created_at DESC
+         LIMIT 1"
+    ))
+    .bind(call_id)
+    .bind(tenant_id)
+    .fetch_optional(pool)
+    .await?;
+    let transcript: Vec<TranscriptLine> = sqlx::query_as(
+        "SELECT call_id, seq, speaker, text, occurred_at
+         FROM voice_call_transcripts
+         WHERE call_id = $1 AND tenant_id = $2
+         ORDER BY seq
+         LIMIT $3",
+    )
+    .bind(call_id)
+    .bind(tenant_id)
+    .bind(TRANSCRIPT_LIMIT)
+    .fetch_all(pool)
+    .await?;
+    Ok(json!({ "call": row, "transcript": transcript }))
+}
+
+async fn campaign(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result<Value, sqlx::Error> {
+    let stats: Vec<StepStatsRow> = sqlx::query_as(
+        "SELECT campaign_id, step_id, status, count, updated_at
+         FROM campaign_step_stats
+         WHERE tenant_id = $1 AND campaign_id = $2
+         ORDER BY step_id, status",
+    )
+    .bind(tenant_id)
+    .bind(campaign_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(json!({ "stats": stats }))
+}
+
+async fn billing(pool: &PgPool, tenant_id: Uuid) -> Result<Value, sqlx::Error> {
+    let wallet: Option<Wallet> = sqlx::query_as(
+        "SELECT id AS wallet_id, tenant_id, current_balance, currency, status, updated_at
+         FROM billing_wallets
+         WHERE tenant_id = $1 AND user_id IS NULL AND deleted_at IS NULL",
+    )
+    .bind(tenant_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(json!({ "wallet": wallet.unwrap_or_else(|| Wallet::empty(tenant_id)) }))
+}
