@@ -44,7 +44,9 @@ impl FromStr for Role {
             "admin" => Ok(Role::Admin),
             "member" => Ok(Role::Member),
             "viewer" => Ok(Role::Viewer),
-            other => Err(format!("unknown role {other:?} (owner, admin, member, viewer)")),
+            other => Err(format!(
+                "unknown role {other:?} (owner, admin, member, viewer)"
+            )),
         }
     }
 }
@@ -110,14 +112,16 @@ impl Verifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-            match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
                 ErrorKind::InvalidSignature => AuthError::Forged,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    AuthError::WrongAlgorithm
+                }
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Malformed,
-            }
-        })?;
+            },
+        )?;
         // jsonwebtoken accepts `exp == now`; a token in its last second would
         // open a socket only to close it with 4001 at once.
         if data.claims.exp <= unix_now() {
@@ -181,7 +185,12 @@ mod tests {
     }
 
     fn sign_with(alg: Algorithm, secret: &str, c: &Claims) -> String {
-        jsonwebtoken::encode(&Header::new(alg), c, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+        jsonwebtoken::encode(
+            &Header::new(alg),
+            c,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -212,14 +221,23 @@ mod tests {
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         let other = mint(SECRET, &claims(unix_now() + 60));
         parts[1] = other.split('.').nth(1).unwrap().to_owned();
-        assert_eq!(Verifier::new(SECRET).verify(&parts.join(".")), Err(AuthError::Forged));
+        assert_eq!(
+            Verifier::new(SECRET).verify(&parts.join(".")),
+            Err(AuthError::Forged)
+        );
     }
 
     #[test]
     fn an_expired_token_is_refused_without_leeway() {
         let v = Verifier::new(SECRET);
-        assert_eq!(v.verify(&mint(SECRET, &claims(unix_now() - 1))), Err(AuthError::Expired));
-        assert_eq!(v.verify(&mint(SECRET, &claims(unix_now()))), Err(AuthError::Expired));
+        assert_eq!(
+            v.verify(&mint(SECRET, &claims(unix_now() - 1))),
+            Err(AuthError::Expired)
+        );
+        assert_eq!(
+            v.verify(&mint(SECRET, &claims(unix_now()))),
+            Err(AuthError::Expired)
+        );
     }
 
     #[test]
@@ -249,7 +267,10 @@ mod tests {
         let v = Verifier::new(SECRET);
         let c = claims(unix_now() + 60);
         for alg in [Algorithm::HS384, Algorithm::HS512] {
-            assert_eq!(v.verify(&sign_with(alg, SECRET, &c)), Err(AuthError::WrongAlgorithm));
+            assert_eq!(
+                v.verify(&sign_with(alg, SECRET, &c)),
+                Err(AuthError::WrongAlgorithm)
+            );
         }
         // "alg": "none" with an empty signature.
         use base64::Engine as _;
@@ -262,12 +283,18 @@ mod tests {
     #[test]
     fn the_token_comes_from_the_query_or_the_bearer_header() {
         let uri: Uri = "/v1/ws?token=abc.def.ghi".parse().unwrap();
-        assert_eq!(token_from_request(&uri, &HeaderMap::new()).as_deref(), Some("abc.def.ghi"));
+        assert_eq!(
+            token_from_request(&uri, &HeaderMap::new()).as_deref(),
+            Some("abc.def.ghi")
+        );
 
         let uri: Uri = "/v1/ws".parse().unwrap();
         let mut headers = HeaderMap::new();
         assert_eq!(token_from_request(&uri, &headers), None);
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer  xyz "));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer  xyz "),
+        );
         assert_eq!(token_from_request(&uri, &headers).as_deref(), Some("xyz"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic xyz"));
         assert_eq!(token_from_request(&uri, &headers), None);

@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "lad-hub", version, about = "LAD live hub: Kafka -> Postgres -> WebSocket")]
+#[command(
+    name = "lad-hub",
+    version,
+    about = "LAD live hub: Kafka -> Postgres -> WebSocket"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -29,7 +33,11 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/lad_hub")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/lad_hub"
+    )]
     pub database_url: String,
     /// Connections in the pool (pipelines, relay, snapshots share it).
     #[arg(long, env = "LAD_DB_POOL_SIZE", default_value_t = 16)]
@@ -45,10 +53,18 @@ pub struct KafkaArgs {
     #[arg(long = "kafka-prop", env = "LAD_KAFKA_PROPS", value_delimiter = ',')]
     pub kafka_props: Vec<String>,
     /// librdkafka properties for consumers only.
-    #[arg(long = "kafka-consumer-prop", env = "LAD_KAFKA_CONSUMER_PROPS", value_delimiter = ',')]
+    #[arg(
+        long = "kafka-consumer-prop",
+        env = "LAD_KAFKA_CONSUMER_PROPS",
+        value_delimiter = ','
+    )]
     pub kafka_consumer_props: Vec<String>,
     /// librdkafka properties for producers only.
-    #[arg(long = "kafka-producer-prop", env = "LAD_KAFKA_PRODUCER_PROPS", value_delimiter = ',')]
+    #[arg(
+        long = "kafka-producer-prop",
+        env = "LAD_KAFKA_PRODUCER_PROPS",
+        value_delimiter = ','
+    )]
     pub kafka_producer_props: Vec<String>,
 }
 
@@ -65,17 +81,33 @@ impl KafkaArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct Topics {
-    #[arg(long, env = "LAD_TOPIC_VOICE", default_value = "lad.voice.call-events.v1")]
+    #[arg(
+        long,
+        env = "LAD_TOPIC_VOICE",
+        default_value = "lad.voice.call-events.v1"
+    )]
     pub topic_voice: String,
-    #[arg(long, env = "LAD_TOPIC_CAMPAIGNS", default_value = "lad.campaign.activities.v1")]
+    #[arg(
+        long,
+        env = "LAD_TOPIC_CAMPAIGNS",
+        default_value = "lad.campaign.activities.v1"
+    )]
     pub topic_campaigns: String,
-    #[arg(long, env = "LAD_TOPIC_BILLING", default_value = "lad.billing.usage.v1")]
+    #[arg(
+        long,
+        env = "LAD_TOPIC_BILLING",
+        default_value = "lad.billing.usage.v1"
+    )]
     pub topic_billing: String,
     #[arg(long, env = "LAD_TOPIC_AI", default_value = "lad.ai.icp-assistant.v1")]
     pub topic_ai: String,
     #[arg(long, env = "LAD_TOPIC_LIVE", default_value = "lad.live.v1")]
     pub topic_live: String,
-    #[arg(long, env = "LAD_TOPIC_DEAD_LETTERS", default_value = "lad.dead-letters.v1")]
+    #[arg(
+        long,
+        env = "LAD_TOPIC_DEAD_LETTERS",
+        default_value = "lad.dead-letters.v1"
+    )]
     pub topic_dead_letters: String,
 }
 
@@ -165,7 +197,12 @@ pub struct DemoArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {
-    #[arg(long, env = "LAD_JWT_SECRET", hide_env_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "LAD_JWT_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
     pub jwt_secret: String,
     #[arg(long, default_value = crate::demo::DEMO_TENANT)]
     pub tenant: uuid::Uuid,

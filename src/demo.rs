@@ -23,7 +23,13 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(key: impl ToString, kind: &str, tenant: Uuid, at: DateTime<Utc>, data: Value) -> Event {
+    pub fn new(
+        key: impl ToString,
+        kind: &str,
+        tenant: Uuid,
+        at: DateTime<Utc>,
+        data: Value,
+    ) -> Event {
         Event {
             key: key.to_string(),
             value: json!({
@@ -38,7 +44,10 @@ impl Event {
     }
 
     pub fn event_id(&self) -> Uuid {
-        self.value["event_id"].as_str().and_then(|s| s.parse().ok()).expect("built with an id")
+        self.value["event_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("built with an id")
     }
 
     pub fn payload(&self) -> Vec<u8> {
@@ -63,7 +72,11 @@ impl CallScript {
     pub fn random(rng: &mut impl Rng, tenant: Uuid, agents: &[Uuid]) -> CallScript {
         let answered = rng.gen_bool(0.8);
         let status = if answered {
-            if rng.gen_bool(0.9) { "completed" } else { "failed" }
+            if rng.gen_bool(0.9) {
+                "completed"
+            } else {
+                "failed"
+            }
         } else {
             ["no_answer", "busy", "canceled"][rng.gen_range(0..3)]
         };
@@ -76,9 +89,10 @@ impl CallScript {
             status,
             duration_seconds,
             // Cents and sub-cents, exactly: duration x 0.0015/s.
-            cost: (rust_decimal::Decimal::new(15, 4) * rust_decimal::Decimal::from(duration_seconds))
-                .normalize()
-                .to_string(),
+            cost: (rust_decimal::Decimal::new(15, 4)
+                * rust_decimal::Decimal::from(duration_seconds))
+            .normalize()
+            .to_string(),
             transcript_lines: if answered { rng.gen_range(0..4) } else { 0 },
         }
     }
@@ -100,7 +114,13 @@ impl CallScript {
                    "from_number": "+15550100", "to_number": "+15550199"}),
         )];
         if self.answered {
-            out.push(Event::new(c, "call.answered", t, next(), json!({"call_id": c})));
+            out.push(Event::new(
+                c,
+                "call.answered",
+                t,
+                next(),
+                json!({"call_id": c}),
+            ));
         }
         for seq in 0..self.transcript_lines {
             let speaker = if seq % 2 == 0 { "agent" } else { "lead" };
@@ -197,10 +217,22 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
                 ));
             }
             if started % 25 == 0 {
-                due.extend(assistant_reply(tenant, user, "Your ideal customers are B2B SaaS companies with 50 to 500 employees.")
+                due.extend(
+                    assistant_reply(
+                        tenant,
+                        user,
+                        "Your ideal customers are B2B SaaS companies with 50 to 500 employees.",
+                    )
                     .into_iter()
                     .enumerate()
-                    .map(|(i, e)| (now + Duration::from_millis(33 * i as u64), t.topic_ai.clone(), e)));
+                    .map(|(i, e)| {
+                        (
+                            now + Duration::from_millis(33 * i as u64),
+                            t.topic_ai.clone(),
+                            e,
+                        )
+                    }),
+                );
             }
             due.make_contiguous().sort_by_key(|(at, ..)| *at);
         } else if due.is_empty() {
@@ -245,4 +277,3 @@ pub fn assistant_reply(tenant: Uuid, user: Uuid, text: &str) -> Vec<Event> {
     ));
     out
 }
-

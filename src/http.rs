@@ -52,13 +52,20 @@ pub fn router(state: AppState) -> Router {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let db = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
     let live = state.gateway.as_ref().is_none_or(Gateway::is_ready);
-    let status = if db && live { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db && live {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(json!({"database": db, "live_reader": live})))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         state.metrics.render(),
     )
 }

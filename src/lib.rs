@@ -7,9 +7,20 @@
 //!
 //! ## Layout
 //!
+//! - [`config`]: flags and environment variables of every subcommand.
+//! - [`startup`]: builds the running hub (migrations, topics, relay, one
+//!   pipeline per input topic, gateway, HTTP) and returns its address.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`auth`]: JWT verification (contract §7) and dev-token minting.
 //! - [`gateway`]: `GET /v1/ws`: channel registry, sessions, snapshots, and the
 //!   reader of `lad.live.v1` that feeds them.
+//! - [`demo`]: demo traffic and the event builders tests and benchmarks share.
+//! - [`watch`]: a minimal WebSocket client for the terminal.
 
 pub mod auth;
+pub mod config;
+pub mod demo;
 pub mod gateway;
+pub mod http;
+pub mod startup;
+pub mod watch;

@@ -42,7 +42,10 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", args.tenant);
                 return Ok(());
             }
-            anyhow::ensure!(!args.jwt_secret.is_empty(), "set LAD_JWT_SECRET or --jwt-secret");
+            anyhow::ensure!(
+                !args.jwt_secret.is_empty(),
+                "set LAD_JWT_SECRET or --jwt-secret"
+            );
             let claims = auth::Claims {
                 sub: args.user,
                 tenant_id: args.tenant,

@@ -30,15 +30,24 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub async fn migrate(db: &DbArgs) -> anyhow::Result<PgPool> {
     let opts = PgConnectOptions::from_str(&db.database_url).context("DATABASE_URL")?;
     let name = opts.get_database().unwrap_or("postgres").to_owned();
-    let mut admin = opts.clone().database("postgres").connect().await.context("connecting to Postgres")?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
-        .await?;
+    let mut admin = opts
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .context("connecting to Postgres")?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
     if !exists {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         // A concurrent creator may win the race; the database exists either way.
-        if let Err(e) = admin.execute(format!("CREATE DATABASE {quoted}").as_str()).await {
+        if let Err(e) = admin
+            .execute(format!("CREATE DATABASE {quoted}").as_str())
+            .await
+        {
             tracing::debug!(error = %e, "create database");
         }
         tracing::info!(database = %name, "database created");
@@ -81,15 +90,21 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let pool = migrate(&args.db).await?;
     let kafka = args.kafka.settings().map_err(anyhow::Error::msg)?;
-    ensure_topics(&kafka, &args.topics.all(), args.topic_partitions, args.topic_replication)
-        .await
-        .context("creating topics (is the broker up? see KAFKA_BROKERS)")?;
+    ensure_topics(
+        &kafka,
+        &args.topics.all(),
+        args.topic_partitions,
+        args.topic_replication,
+    )
+    .await
+    .context("creating topics (is the broker up? see KAFKA_BROKERS)")?;
 
     let mut tasks = JoinSet::new();
     tasks.spawn(keep_partitions_ahead(pool.clone(), shutdown.clone()));
 
     if args.runs_consumers() {
-        let producer: FutureProducer = kafka.producer_config().create().context("kafka producer")?;
+        let producer: FutureProducer =
+            kafka.producer_config().create().context("kafka producer")?;
         let relay = Relay::new(pool.clone(), producer.clone());
         let waker = relay.waker();
         let relay_stop = shutdown.clone();
@@ -107,22 +122,36 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             shutdown: &shutdown,
         };
         spawn.pipeline(&mut tasks, "voice", &t.topic_voice, VoiceDomain)?;
-        spawn.pipeline(&mut tasks, "campaigns", &t.topic_campaigns, CampaignsDomain::default())?;
-        spawn.pipeline(&mut tasks, "billing", &t.topic_billing, BillingDomain::default())?;
+        spawn.pipeline(
+            &mut tasks,
+            "campaigns",
+            &t.topic_campaigns,
+            CampaignsDomain::default(),
+        )?;
+        spawn.pipeline(
+            &mut tasks,
+            "billing",
+            &t.topic_billing,
+            BillingDomain::default(),
+        )?;
         spawn.pipeline(&mut tasks, "ai", &t.topic_ai, AiDomain::default())?;
     }
 
     let gateway = Gateway::new(
         pool.clone(),
         GatewayConfig {
-            jwt_secret: args.jwt_secret.clone(),
             queue_capacity: args.ws_queue,
-            ..GatewayConfig::default()
+            ..GatewayConfig::new(args.jwt_secret.clone())
         },
         shutdown.clone(),
     );
     if args.runs_gateway() {
-        let (g, k, topic, stop) = (gateway.clone(), kafka.clone(), args.topics.topic_live.clone(), shutdown.clone());
+        let (g, k, topic, stop) = (
+            gateway.clone(),
+            kafka.clone(),
+            args.topics.topic_live.clone(),
+            shutdown.clone(),
+        );
         tasks.spawn(async move { g.run_live_reader(&k, &topic, stop).await });
     }
 
@@ -155,7 +184,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             .context("http server")
     });
     tracing::info!(%addr, role = %args.role, "lad-hub serving");
-    Ok(Running { addr, shutdown, tasks })
+    Ok(Running {
+        addr,
+        shutdown,
+        tasks,
+    })
 }
 
 struct PipelineSpawner<'a> {

@@ -19,7 +19,10 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         match msg? {
             Message::Text(t) => println!("{t}"),
             Message::Close(frame) => {
-                println!("{}", json!({"closed": frame.map(|f| (u16::from(f.code), f.reason.to_string()))}));
+                println!(
+                    "{}",
+                    json!({"closed": frame.map(|f| (u16::from(f.code), f.reason.to_string()))})
+                );
                 break;
             }
             _ => {}

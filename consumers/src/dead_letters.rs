@@ -48,10 +48,7 @@ impl DeadLetter<'_> {
 
 /// Inserts the batch's dead letters with one statement. A record already
 /// dead-lettered (same topic, partition, offset) is not stored twice.
-pub async fn store(
-    conn: &mut PgConnection,
-    letters: &[DeadLetter<'_>],
-) -> Result<(), sqlx::Error> {
+pub async fn store(conn: &mut PgConnection, letters: &[DeadLetter<'_>]) -> Result<(), sqlx::Error> {
     if letters.is_empty() {
         return Ok(());
     }

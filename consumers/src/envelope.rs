@@ -56,7 +56,9 @@ impl Envelope {
         let value: Value =
             serde_json::from_slice(bytes).map_err(|e| Rejection::InvalidJson(e.to_string()))?;
         let Value::Object(mut obj) = value else {
-            return Err(Rejection::InvalidEnvelope("value must be a JSON object".into()));
+            return Err(Rejection::InvalidEnvelope(
+                "value must be a JSON object".into(),
+            ));
         };
         let env = |msg: String| Rejection::InvalidEnvelope(msg);
 
@@ -141,7 +143,8 @@ impl<'a> Fields<'a> {
     }
 
     pub fn uuid(&self, name: &str) -> Result<Uuid, Rejection> {
-        self.opt_uuid(name)?.ok_or_else(|| invalid(name, "is required"))
+        self.opt_uuid(name)?
+            .ok_or_else(|| invalid(name, "is required"))
     }
 
     pub fn opt_uuid(&self, name: &str) -> Result<Option<Uuid>, Rejection> {
@@ -220,9 +223,7 @@ impl<'a> Fields<'a> {
     pub fn opt_decimal(&self, name: &str) -> Result<Option<Decimal>, Rejection> {
         match self.get(name) {
             None => Ok(None),
-            Some(Value::String(s)) => parse_decimal(s)
-                .map(Some)
-                .map_err(|e| invalid(name, &e)),
+            Some(Value::String(s)) => parse_decimal(s).map(Some).map_err(|e| invalid(name, &e)),
             Some(_) => Err(invalid(name, "must be a decimal string such as \"1.25\"")),
         }
     }
@@ -355,11 +356,23 @@ mod tests {
     fn field_readers_name_the_field_in_errors() {
         let data = json!({"cost": 1.5, "n": -1, "kind": "x", "id": "nope"});
         let f = Fields(data.as_object().unwrap());
-        assert!(f.decimal("cost").unwrap_err().to_string().contains("data.cost"));
+        assert!(f
+            .decimal("cost")
+            .unwrap_err()
+            .to_string()
+            .contains("data.cost"));
         assert!(f.non_negative_i32("n").is_err());
-        assert!(f.one_of("kind", &["a", "b"]).unwrap_err().to_string().contains("data.kind"));
+        assert!(f
+            .one_of("kind", &["a", "b"])
+            .unwrap_err()
+            .to_string()
+            .contains("data.kind"));
         assert!(f.uuid("id").is_err());
-        assert!(f.uuid("absent").unwrap_err().to_string().contains("required"));
+        assert!(f
+            .uuid("absent")
+            .unwrap_err()
+            .to_string()
+            .contains("required"));
         assert_eq!(f.opt_uuid("absent").unwrap(), None);
     }
 

@@ -92,8 +92,12 @@ impl FromStr for Channel {
         };
         let uuid = |p: &str| id(p).and_then(|u| canonical(p, u));
         match parts.as_slice() {
-            ["tenant", t, "calls"] => Ok(Channel::Calls { tenant_id: uuid(t)? }),
-            ["tenant", t, "billing"] => Ok(Channel::Billing { tenant_id: uuid(t)? }),
+            ["tenant", t, "calls"] => Ok(Channel::Calls {
+                tenant_id: uuid(t)?,
+            }),
+            ["tenant", t, "billing"] => Ok(Channel::Billing {
+                tenant_id: uuid(t)?,
+            }),
             ["tenant", t, "call", c] => Ok(Channel::Call {
                 tenant_id: uuid(t)?,
                 call_id: uuid(c)?,
@@ -121,10 +125,19 @@ mod tests {
         let x = Uuid::new_v4();
         for ch in [
             Channel::Calls { tenant_id: t },
-            Channel::Call { tenant_id: t, call_id: x },
-            Channel::Campaign { tenant_id: t, campaign_id: x },
+            Channel::Call {
+                tenant_id: t,
+                call_id: x,
+            },
+            Channel::Campaign {
+                tenant_id: t,
+                campaign_id: x,
+            },
             Channel::Billing { tenant_id: t },
-            Channel::UserAi { tenant_id: t, user_id: x },
+            Channel::UserAi {
+                tenant_id: t,
+                user_id: x,
+            },
         ] {
             assert_eq!(ch.to_string().parse::<Channel>().unwrap(), ch);
             assert_eq!(ch.tenant_id(), t);

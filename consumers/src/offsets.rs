@@ -27,7 +27,9 @@ pub fn decide(stored: Option<i64>, offsets: &[i64], tried_seek: Option<i64>) -> 
     };
     match offsets.iter().position(|o| *o >= next) {
         None => FenceDecision::Skip,
-        Some(i) if offsets[i] == next || tried_seek == Some(next) => FenceDecision::Apply { from: i },
+        Some(i) if offsets[i] == next || tried_seek == Some(next) => {
+            FenceDecision::Apply { from: i }
+        }
         Some(_) => FenceDecision::Reseek(next),
     }
 }

@@ -143,7 +143,10 @@ impl Relay {
                     map.insert("id".into(), Value::String(format!("{row_id}.{i}")));
                 }
                 let payload = serde_json::to_vec(&value).expect("JSON values serialize");
-                deliveries.push(self.enqueue(&record.topic, record.key.as_deref(), payload).await?);
+                deliveries.push(
+                    self.enqueue(&record.topic, record.key.as_deref(), payload)
+                        .await?,
+                );
             }
         }
         for delivery in deliveries {
@@ -179,9 +182,12 @@ impl Relay {
             }
             match self.producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
-                Err((rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                ), _)) => tokio::time::sleep(Duration::from_millis(5)).await,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => tokio::time::sleep(Duration::from_millis(5)).await,
                 Err((e, _)) => return Err(e.into()),
             }
         }

@@ -272,7 +272,8 @@ impl<D: Domain> BatchApplier<D> {
                     pending.push((range.start..mid, left));
                 }
                 Err(PipelineError::Refused(e)) => {
-                    let rejection = Rejection::RuleViolation(format!("the database refused it: {e}"));
+                    let rejection =
+                        Rejection::RuleViolation(format!("the database refused it: {e}"));
                     let lone = Decoded {
                         accepted: Vec::new(),
                         rejected: vec![(range.start, rejection, None, None)],
@@ -300,14 +301,21 @@ impl<D: Domain> BatchApplier<D> {
         // Offset fence: which of these records are new to the store.
         let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         for i in range.clone() {
-            by_partition.entry(records[i].partition).or_default().push(i);
+            by_partition
+                .entry(records[i].partition)
+                .or_default()
+                .push(i);
         }
         let partitions: Vec<i32> = by_partition.keys().copied().collect();
         let stored = offsets::lock(&mut tx, &cfg.group, &cfg.topic, &partitions).await?;
         let mut live_records = vec![false; records.len()];
         for (p, idxs) in &by_partition {
             let offs: Vec<i64> = idxs.iter().map(|i| records[*i].offset).collect();
-            match offsets::decide(stored.get(p).copied().flatten(), &offs, tried_seeks.get(p).copied()) {
+            match offsets::decide(
+                stored.get(p).copied().flatten(),
+                &offs,
+                tried_seeks.get(p).copied(),
+            ) {
                 FenceDecision::Apply { from } => {
                     outcome.already_applied += from;
                     for i in &idxs[from..] {
@@ -450,10 +458,18 @@ pub struct PipelineContext(Arc<AtomicBool>);
 impl ClientContext for PipelineContext {}
 
 impl ConsumerContext for PipelineContext {
-    fn post_rebalance(&self, _base: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(
+        &self,
+        _base: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         match rebalance {
-            Rebalance::Assign(tpl) => tracing::info!(partitions = tpl.count(), "partitions assigned"),
-            Rebalance::Revoke(tpl) => tracing::info!(partitions = tpl.count(), "partitions revoked"),
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked")
+            }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
         self.0.store(true, Ordering::Release);
@@ -513,10 +529,16 @@ impl<D: Domain> Pipeline<D> {
             let ephemeral = self.applier.domain().take_ephemeral(&mut decoded.accepted);
             self.publish_ephemeral(ephemeral);
 
-            let outcome = self.apply_until_done(&records, decoded, &tried_seeks, &shutdown).await;
+            let outcome = self
+                .apply_until_done(&records, decoded, &tried_seeks, &shutdown)
+                .await;
             let Some(outcome) = outcome else { break };
             for (partition, offset) in &outcome.reseek {
-                tracing::warn!(partition, offset, "consumer ahead of stored offset; seeking back");
+                tracing::warn!(
+                    partition,
+                    offset,
+                    "consumer ahead of stored offset; seeking back"
+                );
                 if let Err(e) = self.consumer.seek(
                     &self.cfg.topic,
                     *partition,
@@ -532,7 +554,11 @@ impl<D: Domain> Pipeline<D> {
                 let mut tpl = TopicPartitionList::new();
                 for (partition, next) in &outcome.committed {
                     tried_seeks.remove(partition);
-                    let _ = tpl.add_partition_offset(&self.cfg.topic, *partition, Offset::Offset(*next));
+                    let _ = tpl.add_partition_offset(
+                        &self.cfg.topic,
+                        *partition,
+                        Offset::Offset(*next),
+                    );
                 }
                 // Lag tooling only: the truth is in hub_consumer_offsets.
                 if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
@@ -556,7 +582,12 @@ impl<D: Domain> Pipeline<D> {
         let mut decoded = Some(decoded);
         let mut attempt = 0u32;
         loop {
-            let d = decoded.take().unwrap_or_else(|| self.applier.decode(records));
+            let d = decoded.take().unwrap_or_else(|| {
+                // Ephemeral updates were published on the first attempt.
+                let mut d = self.applier.decode(records);
+                drop(self.applier.domain().take_ephemeral(&mut d.accepted));
+                d
+            });
             match self.applier.apply(records, d, tried_seeks).await {
                 Ok(outcome) => return Some(outcome),
                 Err(e) => {
@@ -608,7 +639,9 @@ impl<D: Domain> Pipeline<D> {
             });
             let payload = serde_json::to_vec(&value).expect("JSON values serialize");
             let key = item.update.tenant_id.to_string();
-            let record = FutureRecord::to(&self.cfg.live_topic).key(&key).payload(&payload);
+            let record = FutureRecord::to(&self.cfg.live_topic)
+                .key(&key)
+                .payload(&payload);
             // Fire and forget: an ephemeral update lost to a full queue is
             // better than a stalled pipeline; the completed reply is durable.
             if let Err((e, _)) = self.producer.send_result(record) {

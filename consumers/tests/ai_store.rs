@@ -292,9 +292,11 @@ async fn a_completed_reply_is_stored_once_in_a_new_conversation_and_pushed_as_fi
     assert_eq!(
         pushed[0]["data"],
         json!({
+            "id": r.message,
             "conversation_id": r.conversation,
             "message_id": r.message,
             "user_id": r.user,
+            "role": "assistant",
             "content": "Your ICP is mid-market SaaS.",
             "tokens_used": 42,
             "model": "icp-1",

@@ -101,7 +101,13 @@ fn credit(tenant: Uuid, key: &str, amount: &str) -> Value {
     )
 }
 
-fn usage(tenant: Uuid, key: &str, feature: &str, total_cost: &str, occurred: DateTime<Utc>) -> Value {
+fn usage(
+    tenant: Uuid,
+    key: &str,
+    feature: &str,
+    total_cost: &str,
+    occurred: DateTime<Utc>,
+) -> Value {
     envelope(
         tenant,
         "billing.usage",
@@ -129,11 +135,13 @@ fn item(model: &str, quantity: &str) -> Value {
 }
 
 async fn balance(pool: &PgPool, tenant: Uuid) -> Option<Decimal> {
-    sqlx::query_scalar("SELECT current_balance FROM billing_wallets WHERE tenant_id = $1 AND user_id IS NULL")
-        .bind(tenant)
-        .fetch_optional(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "SELECT current_balance FROM billing_wallets WHERE tenant_id = $1 AND user_id IS NULL",
+    )
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await
+    .unwrap()
 }
 
 /// (transaction_type, amount, balance_after, idempotency_key) in balance order.
@@ -198,14 +206,19 @@ async fn live(pool: &PgPool) -> Vec<Value> {
 }
 
 fn kinds(messages: &[Value]) -> Vec<&str> {
-    messages.iter().map(|m| m["type"].as_str().unwrap()).collect()
+    messages
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect()
 }
 
 async fn dead_letters(pool: &PgPool) -> Vec<(i64, String, String)> {
-    sqlx::query_as("SELECT kafka_offset, error_kind, reason FROM hub_dead_letters ORDER BY kafka_offset")
-        .fetch_all(pool)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT kafka_offset, error_kind, reason FROM hub_dead_letters ORDER BY kafka_offset",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 async fn add_price(pool: &PgPool, model: &str, price: &str, active: bool) {
@@ -233,7 +246,10 @@ async fn credits_and_usages_of_one_batch_are_decided_in_record_order(pool: PgPoo
             usage(t, "u3", "apollo_search", "7", at(2)),
         ])
         .await;
-    assert_eq!((outcome.applied, outcome.rejected, outcome.duplicates), (4, 0, 0));
+    assert_eq!(
+        (outcome.applied, outcome.rejected, outcome.duplicates),
+        (4, 0, 0)
+    );
 
     assert_eq!(balance(&pool, t).await, Some(d("6")));
     assert_eq!(
@@ -260,7 +276,13 @@ async fn credits_and_usages_of_one_batch_are_decided_in_record_order(pool: PgPoo
     let messages = live(&pool).await;
     assert_eq!(
         kinds(&messages),
-        vec!["billing.rejected", "billing.credited", "billing.charged", "billing.rejected", "billing.wallet"]
+        vec![
+            "billing.rejected",
+            "billing.credited",
+            "billing.charged",
+            "billing.rejected",
+            "billing.wallet"
+        ]
     );
     let channel = format!("tenant:{t}:billing");
     assert!(messages.iter().all(|m| m["channel"] == channel.as_str()));
@@ -288,7 +310,10 @@ async fn credits_and_usages_of_one_batch_are_decided_in_record_order(pool: PgPoo
 async fn an_idempotency_key_is_applied_once_across_batches_offsets_and_redeliveries(pool: PgPool) {
     let mut feed = Feed::new(pool.clone());
     let t = Uuid::new_v4();
-    let first = feed.records(&[credit(t, "top-up-1", "100"), usage(t, "job-1", "enrichment", "1", at(0))]);
+    let first = feed.records(&[
+        credit(t, "top-up-1", "100"),
+        usage(t, "job-1", "enrichment", "1", at(0)),
+    ]);
     feed.apply(&first).await;
 
     // The same records again (a redelivery at the same offsets): fenced off.
@@ -306,7 +331,10 @@ async fn an_idempotency_key_is_applied_once_across_batches_offsets_and_redeliver
             credit(t, "job-2", "50"),
         ])
         .await;
-    assert_eq!((outcome.applied, outcome.rejected, outcome.duplicates), (5, 0, 0));
+    assert_eq!(
+        (outcome.applied, outcome.rejected, outcome.duplicates),
+        (5, 0, 0)
+    );
 
     assert_eq!(balance(&pool, t).await, Some(d("97")));
     assert_eq!(ledger(&pool, t).await.len(), 3);
@@ -315,18 +343,29 @@ async fn an_idempotency_key_is_applied_once_across_batches_offsets_and_redeliver
         cost_daily(&pool, t).await,
         vec![("2026-11-25".into(), "enrichment".into(), 2, d("3"))]
     );
-    assert!(dead_letters(&pool).await.is_empty(), "a repeated key is not an error");
+    assert!(
+        dead_letters(&pool).await.is_empty(),
+        "a repeated key is not an error"
+    );
     assert_eq!(unbalanced_wallets(&pool).await, 0);
     // The second batch announced only the one new charge and the wallet.
     let messages = live(&pool).await;
     assert_eq!(
         kinds(&messages),
-        vec!["billing.credited", "billing.charged", "billing.wallet", "billing.charged", "billing.wallet"]
+        vec![
+            "billing.credited",
+            "billing.charged",
+            "billing.wallet",
+            "billing.charged",
+            "billing.wallet"
+        ]
     );
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn usage_is_priced_from_the_active_catalog_and_an_unpriced_item_is_dead_lettered(pool: PgPool) {
+async fn usage_is_priced_from_the_active_catalog_and_an_unpriced_item_is_dead_lettered(
+    pool: PgPool,
+) {
     add_price(&pool, "gpt-4o-mini", "0.15", true).await;
     add_price(&pool, "gpt-4o", "2.5", true).await;
     add_price(&pool, "retired", "0.01", false).await;
@@ -335,8 +374,16 @@ async fn usage_is_priced_from_the_active_catalog_and_an_unpriced_item_is_dead_le
     let outcome = feed
         .send(&[
             credit(t, "c", "10"),
-            priced_usage(t, "p1", json!([item("gpt-4o-mini", "2.5"), item("gpt-4o", "0.1")])),
-            priced_usage(t, "p2", json!([item("gpt-4o-mini", "1"), item("retired", "1")])),
+            priced_usage(
+                t,
+                "p1",
+                json!([item("gpt-4o-mini", "2.5"), item("gpt-4o", "0.1")]),
+            ),
+            priced_usage(
+                t,
+                "p2",
+                json!([item("gpt-4o-mini", "1"), item("retired", "1")]),
+            ),
             priced_usage(t, "p3", json!([item("nobody-prices-this", "0")])),
         ])
         .await;
@@ -344,19 +391,27 @@ async fn usage_is_priced_from_the_active_catalog_and_an_unpriced_item_is_dead_le
 
     // 2.5 x 0.15 + 0.1 x 2.5 = 0.625
     assert_eq!(balance(&pool, t).await, Some(d("9.375")));
-    assert_eq!(usages(&pool, t).await, vec![("p1".into(), "charged".into(), d("0.625"), true)]);
-    let items: Value = sqlx::query_scalar("SELECT usage_items FROM billing_usage_events WHERE tenant_id = $1")
-        .bind(t)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    assert_eq!(
+        usages(&pool, t).await,
+        vec![("p1".into(), "charged".into(), d("0.625"), true)]
+    );
+    let items: Value =
+        sqlx::query_scalar("SELECT usage_items FROM billing_usage_events WHERE tenant_id = $1")
+            .bind(t)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(items[0]["unit_price"], "0.15000000");
     assert_eq!(items[1]["quantity"], "0.1");
 
     let letters = dead_letters(&pool).await;
     assert_eq!(letters.len(), 2);
     assert_eq!((letters[0].0, letters[0].1.as_str()), (2, "rule_violation"));
-    assert!(letters[0].2.contains("llm/openai/retired/1k_tokens"), "{}", letters[0].2);
+    assert!(
+        letters[0].2.contains("llm/openai/retired/1k_tokens"),
+        "{}",
+        letters[0].2
+    );
     assert_eq!((letters[1].0, letters[1].1.as_str()), (3, "rule_violation"));
     let published: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM hub_outbox, jsonb_array_elements(records) r WHERE r->>'topic' = $1",
@@ -369,7 +424,12 @@ async fn usage_is_priced_from_the_active_catalog_and_an_unpriced_item_is_dead_le
 
     // The rejected usage left its key free: once priced, it is charged.
     add_price(&pool, "nobody-prices-this", "1", true).await;
-    feed.send(&[priced_usage(t, "p3", json!([item("nobody-prices-this", "2")]))]).await;
+    feed.send(&[priced_usage(
+        t,
+        "p3",
+        json!([item("nobody-prices-this", "2")]),
+    )])
+    .await;
     assert_eq!(balance(&pool, t).await, Some(d("7.375")));
 }
 
@@ -391,7 +451,15 @@ async fn malformed_billing_events_are_dead_lettered_and_the_batch_goes_on(pool: 
         .await;
     assert_eq!((outcome.applied, outcome.rejected), (2, 4));
     let kinds: Vec<String> = dead_letters(&pool).await.into_iter().map(|l| l.1).collect();
-    assert_eq!(kinds, vec!["invalid_data", "invalid_data", "invalid_data", "unknown_type"]);
+    assert_eq!(
+        kinds,
+        vec![
+            "invalid_data",
+            "invalid_data",
+            "invalid_data",
+            "unknown_type"
+        ]
+    );
     assert_eq!(balance(&pool, t).await, Some(d("9")));
 }
 
@@ -409,9 +477,21 @@ async fn cost_daily_sums_only_what_was_charged_by_utc_day_and_feature(pool: PgPo
     ])
     .await;
     feed.send(&[
-        usage(t, "d", "voice_calls", "0.25", next_day_in_berlin.with_timezone(&Utc)),
+        usage(
+            t,
+            "d",
+            "voice_calls",
+            "0.25",
+            next_day_in_berlin.with_timezone(&Utc),
+        ),
         usage(t, "e", "voice_calls", "100", late_evening),
-        usage(t, "f", "voice_calls", "3", Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()),
+        usage(
+            t,
+            "f",
+            "voice_calls",
+            "3",
+            Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap(),
+        ),
     ])
     .await;
 
@@ -425,7 +505,11 @@ async fn cost_daily_sums_only_what_was_charged_by_utc_day_and_feature(pool: PgPo
         ]
     );
     // The zero-cost usage is charged but moves no money: no ledger row.
-    let zero = usages(&pool, t).await.into_iter().find(|u| u.0 == "b").unwrap();
+    let zero = usages(&pool, t)
+        .await
+        .into_iter()
+        .find(|u| u.0 == "b")
+        .unwrap();
     assert_eq!(zero, ("b".into(), "charged".into(), d("0"), false));
     assert_eq!(ledger(&pool, t).await.len(), 5);
     assert_eq!(balance(&pool, t).await, Some(d("3.25")));
@@ -442,23 +526,38 @@ async fn every_wallet_balance_equals_the_sum_of_its_ledger_after_mixed_batches(p
             batch.push(credit(*t, &format!("c{round}"), &format!("{}.10", i + 1)));
             for j in 0..3 {
                 let cost = format!("0.{}{}5", (round + j) % 10, i);
-                batch.push(usage(*t, &format!("u{round}-{j}"), "enrichment", &cost, at(j)));
+                batch.push(usage(
+                    *t,
+                    &format!("u{round}-{j}"),
+                    "enrichment",
+                    &cost,
+                    at(j),
+                ));
             }
-            batch.push(usage(*t, &format!("big{round}"), "enrichment", "1000", at(9)));
+            batch.push(usage(
+                *t,
+                &format!("big{round}"),
+                "enrichment",
+                "1000",
+                at(9),
+            ));
         }
         feed.send(&batch).await;
     }
     assert_eq!(unbalanced_wallets(&pool).await, 0);
-    let negative: i64 = sqlx::query_scalar("SELECT count(*) FROM billing_ledger_transactions WHERE balance_after < 0")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let negative: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM billing_ledger_transactions WHERE balance_after < 0",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(negative, 0);
-    let refused: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM billing_usage_events WHERE status = 'insufficient_funds'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let refused: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM billing_usage_events WHERE status = 'insufficient_funds'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(refused, 12, "every 1000 usage is refused");
     // The last ledger row of each wallet carries its current balance.
     let mismatched: i64 = sqlx::query_scalar(
@@ -499,9 +598,13 @@ async fn charge_with_the_same_voice_call_key_twice_charges_once(pool: PgPool) {
     let mut tx = pool.begin().await.unwrap();
     let mut fx = Effects::new(Utc::now());
     // Twice in one call, as a batch holding a redelivered call.ended would.
-    billing::charge(&mut tx, &[voice_charge(t, call, "1.20"), voice_charge(t, call, "1.20")], &mut fx)
-        .await
-        .unwrap();
+    billing::charge(
+        &mut tx,
+        &[voice_charge(t, call, "1.20"), voice_charge(t, call, "1.20")],
+        &mut fx,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(kinds_of(&fx), vec!["billing.charged", "billing.wallet"]);
     assert!(fx.rejected().is_empty());
@@ -511,21 +614,27 @@ async fn charge_with_the_same_voice_call_key_twice_charges_once(pool: PgPool) {
     // And again in a later transaction.
     let mut tx = pool.begin().await.unwrap();
     let mut fx = Effects::new(Utc::now());
-    billing::charge(&mut tx, &[voice_charge(t, call, "1.20")], &mut fx).await.unwrap();
+    billing::charge(&mut tx, &[voice_charge(t, call, "1.20")], &mut fx)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert!(fx.live().is_empty(), "nothing new to announce");
 
     assert_eq!(balance(&pool, t).await, Some(d("3.8")));
     let key = format!("voice-call:{call}");
-    assert_eq!(usages(&pool, t).await, vec![(key.clone(), "charged".into(), d("1.2"), true)]);
+    assert_eq!(
+        usages(&pool, t).await,
+        vec![(key.clone(), "charged".into(), d("1.2"), true)]
+    );
     let l = ledger(&pool, t).await;
     assert_eq!(l.len(), 2);
     assert_eq!(l[1], ("debit".into(), d("-1.2"), d("3.8"), key));
-    let metadata: Value = sqlx::query_scalar("SELECT metadata FROM billing_usage_events WHERE tenant_id = $1")
-        .bind(t)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let metadata: Value =
+        sqlx::query_scalar("SELECT metadata FROM billing_usage_events WHERE tenant_id = $1")
+            .bind(t)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(metadata["call_id"], call.to_string());
     assert_eq!(
         cost_daily(&pool, t).await,
@@ -541,9 +650,13 @@ async fn charge_records_a_call_the_wallet_cannot_cover_and_rejects_a_bad_request
     bad.meta.record = 7;
     let mut tx = pool.begin().await.unwrap();
     let mut fx = Effects::new(Utc::now());
-    billing::charge(&mut tx, &[voice_charge(t, Uuid::new_v4(), "0.50"), bad], &mut fx)
-        .await
-        .unwrap();
+    billing::charge(
+        &mut tx,
+        &[voice_charge(t, Uuid::new_v4(), "0.50"), bad],
+        &mut fx,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     assert_eq!(kinds_of(&fx), vec!["billing.rejected", "billing.wallet"]);
@@ -561,4 +674,51 @@ async fn charge_records_a_call_the_wallet_cannot_cover_and_rejects_a_bad_request
 
 fn kinds_of(fx: &Effects) -> Vec<&'static str> {
     fx.live().iter().map(|u| u.kind).collect()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn two_transactions_charging_one_tenant_queue_on_the_wallet_and_share_its_keys(pool: PgPool) {
+    let mut feed = Feed::new(pool.clone());
+    let t = Uuid::new_v4();
+    feed.send(&[credit(t, "c", "10")]).await;
+    let (call_a, call_b) = (Uuid::new_v4(), Uuid::new_v4());
+
+    let mut first = pool.begin().await.unwrap();
+    let mut fx = Effects::new(Utc::now());
+    billing::charge(&mut first, &[voice_charge(t, call_a, "1")], &mut fx)
+        .await
+        .unwrap();
+
+    // A second pipeline charges the same call and another one meanwhile: it
+    // must wait for the wallet, then see the first one's key.
+    let other = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut tx = pool.begin().await.unwrap();
+            let mut fx = Effects::new(Utc::now());
+            billing::charge(
+                &mut tx,
+                &[voice_charge(t, call_a, "1"), voice_charge(t, call_b, "2")],
+                &mut fx,
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            fx.live().iter().map(|u| u.kind).collect::<Vec<_>>()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !other.is_finished(),
+        "the second charge waits for the wallet lock"
+    );
+    first.commit().await.unwrap();
+
+    assert_eq!(
+        other.await.unwrap(),
+        vec!["billing.charged", "billing.wallet"]
+    );
+    assert_eq!(balance(&pool, t).await, Some(d("7")));
+    assert_eq!(ledger(&pool, t).await.len(), 3);
+    assert_eq!(unbalanced_wallets(&pool).await, 0);
 }

@@ -48,7 +48,10 @@ impl Feed {
             })
             .collect();
         let decoded = self.applier.decode(&records);
-        self.applier.apply(&records, decoded, &HashMap::new()).await.expect("batch applies")
+        self.applier
+            .apply(&records, decoded, &HashMap::new())
+            .await
+            .expect("batch applies")
     }
 }
 
@@ -63,14 +66,34 @@ fn event(kind: &str, tenant: Uuid, when: DateTime<Utc>, data: Value) -> Value {
 
 fn lifecycle(tenant: Uuid, call: Uuid, agent: Uuid, cost: &str) -> Vec<Value> {
     vec![
-        event("call.started", tenant, at(0), json!({"call_id": call, "agent_id": agent,
-            "direction": "outbound", "from_number": "+1", "to_number": "+2"})),
+        event(
+            "call.started",
+            tenant,
+            at(0),
+            json!({"call_id": call, "agent_id": agent,
+            "direction": "outbound", "from_number": "+1", "to_number": "+2"}),
+        ),
         event("call.answered", tenant, at(1), json!({"call_id": call})),
-        event("call.transcript", tenant, at(2), json!({"call_id": call, "seq": 0, "speaker": "agent", "text": "hi"})),
-        event("call.ended", tenant, at(3), json!({"call_id": call, "status": "completed",
-            "duration_seconds": 120, "cost": cost})),
-        event("call.analyzed", tenant, at(4), json!({"call_id": call, "sentiment": "positive",
-            "lead_category": "hot"})),
+        event(
+            "call.transcript",
+            tenant,
+            at(2),
+            json!({"call_id": call, "seq": 0, "speaker": "agent", "text": "hi"}),
+        ),
+        event(
+            "call.ended",
+            tenant,
+            at(3),
+            json!({"call_id": call, "status": "completed",
+            "duration_seconds": 120, "cost": cost}),
+        ),
+        event(
+            "call.analyzed",
+            tenant,
+            at(4),
+            json!({"call_id": call, "sentiment": "positive",
+            "lead_category": "hot"}),
+        ),
     ]
 }
 
@@ -107,13 +130,19 @@ async fn reversed_arrival_across_batches_converges_to_the_in_order_result(pool: 
     }
     let a = call_row(&pool, in_order).await;
     let b = call_row(&pool, reversed).await;
-    assert_eq!((a.0.as_str(), a.1, a.2), ("completed", at(0), Some("1.25".parse().unwrap())));
+    assert_eq!(
+        (a.0.as_str(), a.1, a.2),
+        ("completed", at(0), Some("1.25".parse().unwrap()))
+    );
     assert_eq!((&a.0, a.1, a.2), (&b.0, b.1, b.2));
     // Started and answered on the 20th, ended on the 21st (UTC).
     let s = stats(&pool).await;
     assert_eq!(s.len(), 2);
     assert_eq!((s[0].1, s[0].2, s[0].3), (2, 2, 0));
-    assert_eq!((s[1].1, s[1].3, s[1].5, s[1].6), (0, 2, 240, "2.50".parse().unwrap()));
+    assert_eq!(
+        (s[1].1, s[1].3, s[1].5, s[1].6),
+        (0, 2, 240, "2.50".parse().unwrap())
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -138,39 +167,58 @@ async fn duplicates_change_nothing_and_the_call_is_charged_once(pool: PgPool) {
 
     let s = stats(&pool).await;
     assert_eq!(s.iter().map(|r| r.3).sum::<i64>(), 1, "completed once");
-    let balance: Decimal = sqlx::query_scalar("SELECT current_balance FROM billing_wallets WHERE tenant_id = $1")
-        .bind(tenant)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let balance: Decimal =
+        sqlx::query_scalar("SELECT current_balance FROM billing_wallets WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(balance, "9.25".parse().unwrap());
-    let keys: Vec<String> = sqlx::query_scalar("SELECT idempotency_key FROM billing_usage_events WHERE tenant_id = $1")
-        .bind(tenant)
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT idempotency_key FROM billing_usage_events WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(keys, vec![format!("voice-call:{call}")]);
     assert_eq!(
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM voice_call_transcripts").fetch_one(&pool).await.unwrap(),
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM voice_call_transcripts")
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
         1
     );
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn another_tenants_event_for_a_call_is_dead_lettered_and_the_batch_goes_on(pool: PgPool) {
-    let (tenant, intruder, agent, call) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let (tenant, intruder, agent, call) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
     let mut feed = Feed::new(pool.clone());
     let mut events = lifecycle(tenant, call, agent, "0");
-    events.insert(2, event("call.ended", intruder, at(2), json!({"call_id": call, "status": "failed",
-        "duration_seconds": 1, "cost": "5"})));
+    events.insert(
+        2,
+        event(
+            "call.ended",
+            intruder,
+            at(2),
+            json!({"call_id": call, "status": "failed",
+        "duration_seconds": 1, "cost": "5"}),
+        ),
+    );
     events.push(json!({"not": "an envelope"}));
     let outcome = feed.send(&events).await;
     assert_eq!((outcome.applied, outcome.rejected), (5, 2));
     assert_eq!(call_row(&pool, call).await.0, "completed");
-    let kinds: Vec<String> = sqlx::query_scalar("SELECT error_kind FROM hub_dead_letters ORDER BY kafka_offset")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let kinds: Vec<String> =
+        sqlx::query_scalar("SELECT error_kind FROM hub_dead_letters ORDER BY kafka_offset")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(kinds, vec!["rule_violation", "invalid_envelope"]);
 
     // The outbox holds the batch's pushes and both dead letters, in one row.
@@ -180,10 +228,19 @@ async fn another_tenants_event_for_a_call_is_dead_lettered_and_the_batch_goes_on
         .unwrap();
     assert_eq!(records.len(), 1);
     let records = records[0].as_array().unwrap();
-    let types: Vec<&str> = records.iter().filter_map(|r| r["value"]["type"].as_str()).collect();
+    let types: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["value"]["type"].as_str())
+        .collect();
     assert!(types.contains(&"call.updated") && types.contains(&"call.stats"));
     assert!(types.contains(&"call.transcript") && types.contains(&"call.analyzed"));
-    assert_eq!(records.iter().filter(|r| r["topic"] == "lad.dead-letters.v1").count(), 2);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["topic"] == "lad.dead-letters.v1")
+            .count(),
+        2
+    );
     assert!(records
         .iter()
         .filter(|r| r["topic"] == "lad.live.v1")

@@ -29,7 +29,11 @@ struct Args {
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     brokers: String,
     /// Server URL without a database name; each run creates its own databases.
-    #[arg(long, env = "LAD_BENCH_PG", default_value = "postgres://postgres@127.0.0.1:5432")]
+    #[arg(
+        long,
+        env = "LAD_BENCH_PG",
+        default_value = "postgres://postgres@127.0.0.1:5432"
+    )]
     postgres: String,
     #[arg(long, default_value = "bench-results")]
     out_dir: String,
@@ -69,15 +73,29 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let (name, figures) = match args.bench {
-        Bench::Ingest { events, partitions, batch_max } => {
-            ("ingest", ingest(&args.brokers, &args.postgres, events, partitions, batch_max).await?)
-        }
-        Bench::Deltas { streams, rate, seconds } => {
-            ("deltas", deltas(&args.brokers, &args.postgres, streams, rate, seconds).await?)
-        }
+        Bench::Ingest {
+            events,
+            partitions,
+            batch_max,
+        } => (
+            "ingest",
+            ingest(&args.brokers, &args.postgres, events, partitions, batch_max).await?,
+        ),
+        Bench::Deltas {
+            streams,
+            rate,
+            seconds,
+        } => (
+            "deltas",
+            deltas(&args.brokers, &args.postgres, streams, rate, seconds).await?,
+        ),
     };
     std::fs::create_dir_all(&args.out_dir)?;
-    let file = format!("{}/{name}-{}.json", args.out_dir, Utc::now().format("%Y%m%dT%H%M%S"));
+    let file = format!(
+        "{}/{name}-{}.json",
+        args.out_dir,
+        Utc::now().format("%Y%m%dT%H%M%S")
+    );
     std::fs::write(&file, serde_json::to_string_pretty(&figures)?)?;
     println!("{}", serde_json::to_string_pretty(&figures)?);
     println!("written to {file}");
@@ -95,24 +113,44 @@ async fn fresh_run(postgres: &str) -> anyhow::Result<Run> {
     Ok(Run { prefix, db_url })
 }
 
-async fn start_hub(run: &Run, brokers: &str, partitions: i32, batch_max: usize) -> anyhow::Result<lad_hub::startup::Running> {
+async fn start_hub(
+    run: &Run,
+    brokers: &str,
+    partitions: i32,
+    batch_max: usize,
+) -> anyhow::Result<lad_hub::startup::Running> {
     let p = &run.prefix;
     let argv: Vec<String> = [
-        "lad-hub", "serve",
-        "--database-url", &run.db_url,
-        "--kafka-brokers", brokers,
-        "--jwt-secret", SECRET,
-        "--http-addr", "127.0.0.1:0",
-        "--consumer-group", &format!("{p}.hub"),
-        "--topic-voice", &format!("{p}.voice"),
-        "--topic-campaigns", &format!("{p}.campaigns"),
-        "--topic-billing", &format!("{p}.billing"),
-        "--topic-ai", &format!("{p}.ai"),
-        "--topic-live", &format!("{p}.live"),
-        "--topic-dead-letters", &format!("{p}.dead-letters"),
-        "--topic-partitions", &partitions.to_string(),
-        "--batch-max", &batch_max.to_string(),
-        "--ws-queue", "4096",
+        "lad-hub",
+        "serve",
+        "--database-url",
+        &run.db_url,
+        "--kafka-brokers",
+        brokers,
+        "--jwt-secret",
+        SECRET,
+        "--http-addr",
+        "127.0.0.1:0",
+        "--consumer-group",
+        &format!("{p}.hub"),
+        "--topic-voice",
+        &format!("{p}.voice"),
+        "--topic-campaigns",
+        &format!("{p}.campaigns"),
+        "--topic-billing",
+        &format!("{p}.billing"),
+        "--topic-ai",
+        &format!("{p}.ai"),
+        "--topic-live",
+        &format!("{p}.live"),
+        "--topic-dead-letters",
+        &format!("{p}.dead-letters"),
+        "--topic-partitions",
+        &partitions.to_string(),
+        "--batch-max",
+        &batch_max.to_string(),
+        "--ws-queue",
+        "4096",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -134,7 +172,11 @@ fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
 }
 
 /// Produces and returns the next offset per partition (what the hub must reach).
-async fn produce_all(p: &FutureProducer, topic: &str, events: &[Event]) -> anyhow::Result<HashMap<i32, i64>> {
+async fn produce_all(
+    p: &FutureProducer,
+    topic: &str,
+    events: &[Event],
+) -> anyhow::Result<HashMap<i32, i64>> {
     let mut ends: HashMap<i32, i64> = HashMap::new();
     for chunk in events.chunks(50_000) {
         let mut deliveries = Vec::with_capacity(chunk.len());
@@ -148,7 +190,8 @@ async fn produce_all(p: &FutureProducer, topic: &str, events: &[Event]) -> anyho
             }
         }
         for d in deliveries {
-            let (partition, offset) = d.await?.map_err(|(e, _)| e)?;
+            let delivery = d.await?.map_err(|(e, _)| e)?;
+            let (partition, offset) = (delivery.partition, delivery.offset);
             let end = ends.entry(partition).or_default();
             *end = (*end).max(offset + 1);
         }
@@ -156,7 +199,13 @@ async fn produce_all(p: &FutureProducer, topic: &str, events: &[Event]) -> anyho
     Ok(ends)
 }
 
-async fn ingest(brokers: &str, postgres: &str, n: usize, partitions: i32, batch_max: usize) -> anyhow::Result<Value> {
+async fn ingest(
+    brokers: &str,
+    postgres: &str,
+    n: usize,
+    partitions: i32,
+    batch_max: usize,
+) -> anyhow::Result<Value> {
     let run = fresh_run(postgres).await?;
     let topic = format!("{}.voice", run.prefix);
     let tenants: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
@@ -167,7 +216,10 @@ async fn ingest(brokers: &str, postgres: &str, n: usize, partitions: i32, batch_
     let mut i = 0usize;
     while events.len() < n {
         let script = CallScript::random(&mut rng, tenants[i % tenants.len()], &agents);
-        events.extend(script.events(start + chrono::Duration::milliseconds(i as i64), chrono::Duration::seconds(5)));
+        events.extend(script.events(
+            start + chrono::Duration::milliseconds(i as i64),
+            chrono::Duration::seconds(5),
+        ));
         i += 1;
     }
     events.truncate(n);
@@ -177,7 +229,10 @@ async fn ingest(brokers: &str, postgres: &str, n: usize, partitions: i32, batch_
     let hub = start_hub(&run, brokers, partitions, batch_max).await?;
     hub.shutdown.cancel();
     hub.wait().await?;
-    let pool = PgPoolOptions::new().max_connections(2).connect(&run.db_url).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&run.db_url)
+        .await?;
     // Funds for every call, so the billing chain charges (the common path).
     for t in &tenants {
         sqlx::query(
@@ -252,7 +307,11 @@ async fn copy_same_rows(src: &PgPool, postgres: &str) -> anyhow::Result<(u64, f6
     let mut conn = src.acquire().await?;
     for t in TABLES {
         let mut out = Vec::new();
-        let mut stream = conn.copy_out_raw(&format!("COPY (SELECT * FROM {t}) TO STDOUT (FORMAT binary)")).await?;
+        let mut stream = conn
+            .copy_out_raw(&format!(
+                "COPY (SELECT * FROM {t}) TO STDOUT (FORMAT binary)"
+            ))
+            .await?;
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk?);
         }
@@ -262,13 +321,18 @@ async fn copy_same_rows(src: &PgPool, postgres: &str) -> anyhow::Result<(u64, f6
     drop(conn);
     let name = format!("benchcopy{}", Uuid::new_v4().simple());
     let url = format!("{postgres}/{name}");
-    let db = lad_hub::config::DbArgs { database_url: url.clone(), db_pool_size: 2 };
+    let db = lad_hub::config::DbArgs {
+        database_url: url.clone(),
+        db_pool_size: 2,
+    };
     lad_hub::startup::migrate(&db).await?.close().await;
     let mut conn = PgConnection::connect(&url).await?;
     let t0 = Instant::now();
     let mut rows = 0u64;
     for (t, data) in &dumps {
-        let mut copy = conn.copy_in_raw(&format!("COPY {t} FROM STDIN (FORMAT binary)")).await?;
+        let mut copy = conn
+            .copy_in_raw(&format!("COPY {t} FROM STDIN (FORMAT binary)"))
+            .await?;
         copy.send(data.as_slice()).await?;
         rows += copy.finish().await?;
     }
@@ -280,11 +344,19 @@ async fn copy_same_rows(src: &PgPool, postgres: &str) -> anyhow::Result<(u64, f6
 
 async fn drop_database(postgres: &str, name: &str) {
     if let Ok(mut c) = PgConnection::connect(&format!("{postgres}/postgres")).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut c)
+            .await;
     }
 }
 
-async fn deltas(brokers: &str, postgres: &str, streams: usize, rate: f64, seconds: u64) -> anyhow::Result<Value> {
+async fn deltas(
+    brokers: &str,
+    postgres: &str,
+    streams: usize,
+    rate: f64,
+    seconds: u64,
+) -> anyhow::Result<Value> {
     let run = fresh_run(postgres).await?;
     let hub = start_hub(&run, brokers, 6, 5000).await?;
     let addr = hub.addr;
@@ -304,17 +376,26 @@ async fn deltas(brokers: &str, postgres: &str, streams: usize, rate: f64, second
             &claims,
             &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
         )?;
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?token={token}")).await?;
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?token={token}")).await?;
         let channel = format!("tenant:{tenant}:user:{user}:ai");
-        ws.send(Message::text(json!({"op": "subscribe", "id": 1, "channel": channel}).to_string())).await?;
+        ws.send(Message::text(
+            json!({"op": "subscribe", "id": 1, "channel": channel}).to_string(),
+        ))
+        .await?;
         let tx = tx.clone();
         readers.push(tokio::spawn(async move {
             while let Some(Ok(Message::Text(t))) = ws.next().await {
-                let Ok(v) = serde_json::from_str::<Value>(&t) else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&t) else {
+                    continue;
+                };
                 if v["type"] != "ai.reply.delta" {
                     continue;
                 }
-                let sent: i64 = v["data"]["delta"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+                let sent: i64 = v["data"]["delta"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
                 let lat = (Utc::now().timestamp_micros() - sent) as f64 / 1000.0;
                 if tx.send(lat).await.is_err() {
                     break;
@@ -347,7 +428,11 @@ async fn deltas(brokers: &str, postgres: &str, streams: usize, rate: f64, second
                        "seq": seq, "delta": Utc::now().timestamp_micros().to_string()}),
             );
             let payload = e.payload();
-            let _ = p.send_result(FutureRecord::to(&topic).key(&message.to_string()).payload(&payload));
+            let _ = p.send_result(
+                FutureRecord::to(&topic)
+                    .key(&message.to_string())
+                    .payload(&payload),
+            );
         }
     }
     let _ = p.flush(Duration::from_secs(5));
@@ -367,7 +452,11 @@ async fn deltas(brokers: &str, postgres: &str, streams: usize, rate: f64, second
     let _ = hub.wait().await;
     drop_database(postgres, &run.prefix).await;
     lats.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    let pct = |q: f64| lats.get(((lats.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
+    let pct = |q: f64| {
+        lats.get(((lats.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     Ok(json!({
         "bench": "deltas",
         "streams": streams,
@@ -384,7 +473,9 @@ async fn deltas(brokers: &str, postgres: &str, streams: usize, rate: f64, second
 
 async fn lad_hub_ready(addr: std::net::SocketAddr) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return false };
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
     let req = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).await.is_err() {
         return false;
@@ -399,9 +490,11 @@ fn round(x: f64) -> f64 {
 }
 
 fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()));
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+    });
     json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu": cpu,

@@ -104,7 +104,10 @@ mod tests {
         for role in [Role::Owner, Role::Admin, Role::Member, Role::Viewer] {
             let c = claims(role, &[]);
             let t = c.tenant_id;
-            assert_eq!(decide(&c, &Channel::Calls { tenant_id: t }), Decision::Allow);
+            assert_eq!(
+                decide(&c, &Channel::Calls { tenant_id: t }),
+                Decision::Allow
+            );
             let call = Channel::Call {
                 tenant_id: t,
                 call_id: Uuid::new_v4(),
@@ -125,11 +128,28 @@ mod tests {
             (Role::Admin, &[][..], Decision::Allow),
             (Role::Member, &[BILLING_VIEW][..], Decision::Allow),
             (Role::Viewer, &["other", BILLING_VIEW][..], Decision::Allow),
-            (Role::Member, &[][..], Decision::NeedsCapability(BILLING_VIEW)),
-            (Role::Viewer, &["billing.edit"][..], Decision::NeedsCapability(BILLING_VIEW)),
+            (
+                Role::Member,
+                &[][..],
+                Decision::NeedsCapability(BILLING_VIEW),
+            ),
+            (
+                Role::Viewer,
+                &["billing.edit"][..],
+                Decision::NeedsCapability(BILLING_VIEW),
+            ),
         ] {
             let c = claims(role, caps);
-            assert_eq!(decide(&c, &Channel::Billing { tenant_id: c.tenant_id }), want, "{role} {caps:?}");
+            assert_eq!(
+                decide(
+                    &c,
+                    &Channel::Billing {
+                        tenant_id: c.tenant_id
+                    }
+                ),
+                want,
+                "{role} {caps:?}"
+            );
         }
     }
 

@@ -113,7 +113,9 @@ mod tests {
     #[test]
     fn outbox_ids_parse_only_in_their_own_form() {
         assert_eq!(id("17.3"), OutboxId { row: 17, index: 3 });
-        for bad in ["", "17", "17.", ".3", "a.b", "17.3.1", "-1.2", "ai:x:1", "1.+2"] {
+        for bad in [
+            "", "17", "17.", ".3", "a.b", "17.3.1", "-1.2", "ai:x:1", "1.+2",
+        ] {
             assert_eq!(OutboxId::parse(bad), None, "{bad}");
         }
     }
@@ -123,7 +125,10 @@ mod tests {
         let mut w = OutboxIdWindow::new(16);
         assert!(w.first_time(0, id("5.0")));
         assert!(w.first_time(0, id("5.2")));
-        assert!(w.first_time(1, id("5.1")), "another partition has its own order");
+        assert!(
+            w.first_time(1, id("5.1")),
+            "another partition has its own order"
+        );
         assert!(!w.first_time(0, id("5.0")));
         assert!(!w.first_time(0, id("5.2")));
         assert!(!w.first_time(1, id("5.1")));

@@ -38,7 +38,9 @@ pub async fn run(
         match assign_new_partitions(&consumer, topic, &mut assigned).await {
             Ok(()) if !assigned.is_empty() => break,
             Ok(()) => tracing::info!(%topic, "live topic not there yet; waiting"),
-            Err(e) => tracing::warn!(error = %e, %topic, "could not assign the live topic; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e, %topic, "could not assign the live topic; retrying")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

@@ -134,7 +134,9 @@ impl Gateway {
 
     /// `GET /v1/ws` only.
     pub fn router(&self) -> Router {
-        Router::new().route("/v1/ws", get(upgrade)).with_state(self.clone())
+        Router::new()
+            .route("/v1/ws", get(upgrade))
+            .with_state(self.clone())
     }
 
     pub async fn run_live_reader(
@@ -159,13 +161,15 @@ impl Gateway {
             Ok(rec) => rec,
             Err(e) => {
                 tracing::warn!(error = %e, %position, "unreadable live record dropped");
-                metrics::counter!("lad_live_records_dropped_total", "reason" => "malformed").increment(1);
+                metrics::counter!("lad_live_records_dropped_total", "reason" => "malformed")
+                    .increment(1);
                 return;
             }
         };
         let Ok(channel) = rec.channel.parse::<Channel>() else {
             tracing::warn!(channel = %rec.channel, %position, "live record for an unknown channel dropped");
-            metrics::counter!("lad_live_records_dropped_total", "reason" => "unknown_channel").increment(1);
+            metrics::counter!("lad_live_records_dropped_total", "reason" => "unknown_channel")
+                .increment(1);
             return;
         };
         // The channel name and the record's tenant must agree, or a bug
@@ -173,7 +177,8 @@ impl Gateway {
         if channel.tenant_id() != rec.tenant_id {
             tracing::error!(channel = %rec.channel, tenant_id = %rec.tenant_id, %position,
                 "live record whose tenant does not own its channel dropped");
-            metrics::counter!("lad_live_records_dropped_total", "reason" => "tenant_mismatch").increment(1);
+            metrics::counter!("lad_live_records_dropped_total", "reason" => "tenant_mismatch")
+                .increment(1);
             return;
         }
         let delivered = self.inner.registry.dispatch(position, &rec, channel);
@@ -246,7 +251,12 @@ async fn upgrade(
         Err(e) => {
             metrics::counter!("lad_ws_refused_total", "reason" => "unauthorized").increment(1);
             let body = Json(json!({ "error": "unauthorized", "message": e.to_string() }));
-            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                body,
+            )
+                .into_response();
         }
     };
     let ws = match ws {

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use uuid::Uuid;
 
 /// A request id as the client sent it (a number or a string), echoed back.
 pub type RequestId = Value;
@@ -30,9 +31,12 @@ pub enum ErrorCode {
     Forbidden,
     BadRequest,
     UnknownChannel,
+    /// Not in the contract's list: an unsubscribe of a channel this
+    /// connection is not subscribed to.
+    NotSubscribed,
     /// Not in the contract's list: the snapshot (or a capability check)
     /// could not be read from Postgres. The client may retry.
-    Unavailable,
+    Internal,
 }
 
 /// A request the hub refuses; it becomes an `error` frame.
@@ -61,7 +65,8 @@ impl Refusal {
 /// could be read, so the client can match the error to its request.
 pub fn parse(text: &str) -> Result<ClientFrame, Refusal> {
     let bad = |id: &Value, message: &str| Refusal::new(id.clone(), ErrorCode::BadRequest, message);
-    let value: Value = serde_json::from_str(text).map_err(|_| bad(&Value::Null, "frame is not valid JSON"))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|_| bad(&Value::Null, "frame is not valid JSON"))?;
     let Value::Object(obj) = value else {
         return Err(bad(&Value::Null, "frame must be a JSON object"));
     };
@@ -105,7 +110,13 @@ struct Subscribed<'a> {
     recovered: bool,
 }
 
-pub fn subscribed(id: &Value, channel: &str, snapshot: &Value, position: &str, recovered: bool) -> String {
+pub fn subscribed(
+    id: &Value,
+    channel: &str,
+    snapshot: &Value,
+    position: &str,
+    recovered: bool,
+) -> String {
     to_json(&Subscribed {
         op: "subscribed",
         id,
@@ -119,6 +130,9 @@ pub fn subscribed(id: &Value, channel: &str, snapshot: &Value, position: &str, r
 #[derive(Serialize)]
 struct Message<'a> {
     op: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    tenant_id: Uuid,
     channel: &'a str,
     #[serde(rename = "type")]
     kind: &'a str,
@@ -127,9 +141,20 @@ struct Message<'a> {
 }
 
 /// A channel message; `data` is copied from the live record untouched.
-pub fn message(channel: &str, kind: &str, position: &str, data: &RawValue) -> String {
+/// `id` (the record's, stable across redeliveries) and `tenant_id` are
+/// additions to the contract.
+pub fn message(
+    id: Option<&str>,
+    tenant_id: Uuid,
+    channel: &str,
+    kind: &str,
+    position: &str,
+    data: &RawValue,
+) -> String {
     to_json(&Message {
         op: "message",
+        id,
+        tenant_id,
         channel,
         kind,
         position,
@@ -218,12 +243,23 @@ mod tests {
                 channel: "c".into()
             })
         );
-        assert_eq!(parse(r#"{"op":"ping","id":3}"#), Ok(ClientFrame::Ping { id: json!(3) }));
+        assert_eq!(
+            parse(r#"{"op":"ping","id":3}"#),
+            Ok(ClientFrame::Ping { id: json!(3) })
+        );
     }
 
     #[test]
     fn malformed_frames_are_bad_requests() {
-        for text in ["", "{", "null", "[1]", "\"ping\"", r#"{"op":"ping"}"#, r#"{"op":"ping","id":null}"#] {
+        for text in [
+            "",
+            "{",
+            "null",
+            "[1]",
+            "\"ping\"",
+            r#"{"op":"ping"}"#,
+            r#"{"op":"ping","id":null}"#,
+        ] {
             let r = refusal(text);
             assert_eq!(r.code, ErrorCode::BadRequest, "{text}");
             assert_eq!(r.id, Value::Null, "{text}");
@@ -252,10 +288,12 @@ mod tests {
             json!({"op":"subscribed","id":1,"channel":"ch","snapshot":{"a":1},"position":"0:4","recovered":true})
         );
         let data = RawValue::from_string(r#"{"x":[1,2]}"#.into()).unwrap();
+        let t = Uuid::nil();
         assert_eq!(
-            v(message("ch", "call.updated", "1:9", &data)),
-            json!({"op":"message","channel":"ch","type":"call.updated","position":"1:9","data":{"x":[1,2]}})
+            v(message(Some("4.1"), t, "ch", "call.updated", "1:9", &data)),
+            json!({"op":"message","id":"4.1","tenant_id":t,"channel":"ch","type":"call.updated","position":"1:9","data":{"x":[1,2]}})
         );
+        assert_eq!(v(message(None, t, "ch", "x", "1:9", &data)).get("id"), None);
         assert_eq!(
             v(error(&json!(2), ErrorCode::UnknownChannel, "no")),
             json!({"op":"error","id":2,"code":"unknown_channel","message":"no"})
@@ -263,6 +301,14 @@ mod tests {
         assert_eq!(
             v(Refusal::new(json!(3), ErrorCode::Forbidden, "x").to_frame())["code"],
             json!("forbidden")
+        );
+        assert_eq!(
+            v(error(&json!(1), ErrorCode::NotSubscribed, "x"))["code"],
+            "not_subscribed"
+        );
+        assert_eq!(
+            v(error(&json!(1), ErrorCode::Internal, "x"))["code"],
+            "internal"
         );
         assert_eq!(v(pong(&json!(3))), json!({"op":"pong","id":3}));
         assert_eq!(

@@ -66,7 +66,11 @@ mod tests {
         assert_eq!(r.id.as_deref(), Some("12.0"));
         assert_eq!(r.tenant_id, t);
         assert_eq!(r.kind, "call.updated");
-        assert_eq!(r.data.get(), r#"{"b":1,"a":"\u00e9"}"#, "key order and escapes kept");
+        assert_eq!(
+            r.data.get(),
+            r#"{"b":1,"a":"\u00e9"}"#,
+            "key order and escapes kept"
+        );
     }
 
     #[test]

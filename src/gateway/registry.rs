@@ -139,7 +139,9 @@ impl Ring {
     }
 
     fn has_other_id(&self, id: &str) -> bool {
-        self.entries.iter().any(|e| e.other_id.as_deref() == Some(id))
+        self.entries
+            .iter()
+            .any(|e| e.other_id.as_deref() == Some(id))
     }
 }
 
@@ -182,7 +184,11 @@ impl ChannelState {
     }
 
     fn reply_snapshot(&self) -> Value {
-        let replies = self.replies.as_ref().map(|r| r.snapshot()).unwrap_or_default();
+        let replies = self
+            .replies
+            .as_ref()
+            .map(|r| r.snapshot())
+            .unwrap_or_default();
         json!({ "replies": replies })
     }
 }
@@ -192,8 +198,17 @@ impl ChannelState {
 pub enum Subscription {
     /// `subscribed` is queued; messages follow.
     Live,
-    /// Read the snapshot, then call [`ChannelRegistry::complete`] with this cursor.
-    NeedsSnapshot { cursor: String },
+    /// Read the snapshot, then call [`ChannelRegistry::complete`].
+    NeedsSnapshot(Resume),
+}
+
+/// Where the stream resumes for a subscriber whose snapshot is being read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// The `position` of its `subscribed` frame.
+    pub position: String,
+    /// True if it asked for `since` and the ring covered it.
+    pub recovered: bool,
 }
 
 pub struct ChannelRegistry {
@@ -226,8 +241,11 @@ impl ChannelRegistry {
     }
 
     /// Registers `conn` on `channel` (replacing an earlier subscription of
-    /// the same connection). With a `since` the ring still covers, or on an
-    /// assistant channel, `subscribed` is queued at once.
+    /// the same connection). Assistant channels are answered at once from
+    /// memory; the others wait for [`ChannelRegistry::complete`]. With a
+    /// `since` the ring still covers, the missed messages are queued behind
+    /// `subscribed` (`recovered: true`); the snapshot is still sent, since
+    /// every `subscribed` carries one, and the client may ignore it.
     pub fn subscribe(
         &self,
         conn: &Arc<Conn>,
@@ -243,23 +261,20 @@ impl ChannelRegistry {
         let st = &mut *state;
         st.subscribers.retain(|s| s.conn.id != conn.id);
 
-        if let Some(since) = since {
-            if let Some(replay) = st.ring.after(since) {
-                let head = protocol::subscribed(id, name, &json!({}), since, true);
-                conn.send(head.into());
-                for entry in replay {
-                    conn.send(entry.frame.clone());
-                }
-                st.subscribers.push(Subscriber {
-                    conn: conn.clone(),
-                    pending: None,
-                });
-                return Subscription::Live;
-            }
-        }
+        let replay = since.and_then(|since| {
+            let frames: Vec<Utf8Bytes> = st.ring.after(since)?.map(|e| e.frame.clone()).collect();
+            Some((since.to_owned(), frames))
+        });
+        let (position, recovered, missed) = match replay {
+            Some((since, frames)) => (since, true, frames),
+            None => (st.ring.cursor().to_owned(), false, Vec::new()),
+        };
         if matches!(channel, Channel::UserAi { .. }) {
-            let head = protocol::subscribed(id, name, &st.reply_snapshot(), st.ring.cursor(), false);
+            let head = protocol::subscribed(id, name, &st.reply_snapshot(), &position, recovered);
             conn.send(head.into());
+            for frame in missed {
+                conn.send(frame);
+            }
             st.subscribers.push(Subscriber {
                 conn: conn.clone(),
                 pending: None,
@@ -268,24 +283,35 @@ impl ChannelRegistry {
         }
         st.subscribers.push(Subscriber {
             conn: conn.clone(),
-            pending: Some(Vec::new()),
+            pending: Some(missed),
         });
-        Subscription::NeedsSnapshot {
-            cursor: st.ring.cursor().to_owned(),
-        }
+        Subscription::NeedsSnapshot(Resume {
+            position,
+            recovered,
+        })
     }
 
-    /// Queues `subscribed` with the snapshot, then what arrived meanwhile.
-    pub fn complete(&self, conn: &Conn, channel: &Channel, name: &str, id: &Value, snapshot: &Value, cursor: &str) {
+    /// Queues `subscribed` with the snapshot, then what was held back:
+    /// the recovered messages and what arrived while the snapshot was read.
+    pub fn complete(
+        &self,
+        conn: &Conn,
+        channel: &Channel,
+        name: &str,
+        id: &Value,
+        snapshot: &Value,
+        resume: &Resume,
+    ) {
         let Some(mut st) = self.channels.get_mut(channel) else {
             return;
         };
         let Some(sub) = st.subscribers.iter_mut().find(|s| s.conn.id == conn.id) else {
             return;
         };
-        let buffered = sub.pending.take().unwrap_or_default();
-        conn.send(protocol::subscribed(id, name, snapshot, cursor, false).into());
-        for frame in buffered {
+        let held = sub.pending.take().unwrap_or_default();
+        let head = protocol::subscribed(id, name, snapshot, &resume.position, resume.recovered);
+        conn.send(head.into());
+        for frame in held {
             conn.send(frame);
         }
     }
@@ -346,7 +372,13 @@ impl ChannelRegistry {
         }
     }
 
-    fn publish_to(&self, st: &mut ChannelState, position: &str, rec: &LiveRecord<'_>, other_id: bool) -> usize {
+    fn publish_to(
+        &self,
+        st: &mut ChannelState,
+        position: &str,
+        rec: &LiveRecord<'_>,
+        other_id: bool,
+    ) -> usize {
         let other_id = rec.id.as_deref().filter(|_| other_id);
         if let Some(id) = other_id {
             if st.ring.has_other_id(id) {
@@ -354,7 +386,14 @@ impl ChannelRegistry {
                 return 0;
             }
         }
-        let frame = protocol::message(&rec.channel, &rec.kind, position, rec.data);
+        let frame = protocol::message(
+            rec.id.as_deref(),
+            rec.tenant_id,
+            &rec.channel,
+            &rec.kind,
+            position,
+            rec.data,
+        );
         let entry = Entry {
             position: position.into(),
             other_id: other_id.map(Into::into),
@@ -363,7 +402,13 @@ impl ChannelRegistry {
         st.publish(entry, self.ring_capacity, self.pending_capacity)
     }
 
-    fn dispatch_delta(&self, position: &str, rec: &LiveRecord<'_>, channel: Channel, user_id: Uuid) -> usize {
+    fn dispatch_delta(
+        &self,
+        position: &str,
+        rec: &LiveRecord<'_>,
+        channel: Channel,
+        user_id: Uuid,
+    ) -> usize {
         let Ok(d) = serde_json::from_str::<DeltaData>(rec.data.get()) else {
             dropped("malformed");
             return 0;
@@ -376,7 +421,15 @@ impl ChannelRegistry {
             dropped("repeat");
             return 0;
         }
-        let frame: Utf8Bytes = protocol::message(&rec.channel, &rec.kind, position, rec.data).into();
+        let frame: Utf8Bytes = protocol::message(
+            rec.id.as_deref(),
+            rec.tenant_id,
+            &rec.channel,
+            &rec.kind,
+            position,
+            rec.data,
+        )
+        .into();
         // Created even with no subscriber: a late one starts from the text so far.
         let mut state = self
             .channels
@@ -492,7 +545,31 @@ mod tests {
     }
 
     fn positions(frames: &[Value]) -> Vec<&str> {
-        frames.iter().filter_map(|f| f["position"].as_str()).collect()
+        frames
+            .iter()
+            .filter_map(|f| f["position"].as_str())
+            .collect()
+    }
+
+    /// Subscribes and, for a channel read from Postgres, completes with
+    /// `snapshot`. Returns the `subscribed` position.
+    fn join(reg: &ChannelRegistry, c: &Client, ch: Channel, since: Option<&str>) -> String {
+        let name = ch.to_string();
+        match reg.subscribe(&c.conn, ch, &name, &json!(1), since) {
+            Subscription::Live => panic!("not an assistant channel"),
+            Subscription::NeedsSnapshot(resume) => {
+                let snapshot = json!({"s": 1});
+                reg.complete(&c.conn, &ch, &name, &json!(1), &snapshot, &resume);
+                resume.position
+            }
+        }
+    }
+
+    fn send_n(reg: &ChannelRegistry, ch: &Channel, range: std::ops::RangeInclusive<u32>) {
+        for i in range {
+            let r = record(&format!("{i}.0"), ch, "t", json!({ "n": i }));
+            dispatch(reg, &format!("0:{i}"), &r);
+        }
     }
 
     #[test]
@@ -501,17 +578,18 @@ mod tests {
         let ch = calls();
         let mut c = Client::new(1, 16);
         let sub = reg.subscribe(&c.conn, ch, &ch.to_string(), &json!(1), None);
-        let Subscription::NeedsSnapshot { cursor } = sub else {
+        let Subscription::NeedsSnapshot(resume) = sub else {
             panic!("{sub:?}")
         };
-        assert_eq!(dispatch(&reg, "0:1", &record("1.0", &ch, "call.updated", json!({"n": 1}))), 0);
+        send_n(&reg, &ch, 1..=1);
         assert!(c.frames().is_empty(), "nothing before subscribed");
-        reg.complete(&c.conn, &ch, &ch.to_string(), &json!(1), &json!({"s": 1}), &cursor);
-        assert_eq!(dispatch(&reg, "0:2", &record("2.0", &ch, "call.updated", json!({"n": 2}))), 1);
+        let snapshot = json!({"s": 1});
+        reg.complete(&c.conn, &ch, &ch.to_string(), &json!(1), &snapshot, &resume);
+        send_n(&reg, &ch, 2..=2);
         let frames = c.frames();
         assert_eq!(frames[0]["op"], "subscribed");
         assert_eq!(frames[0]["snapshot"], json!({"s": 1}));
-        assert_eq!(frames[0]["position"], json!(cursor));
+        assert_eq!(frames[0]["position"], json!(resume.position));
         assert_eq!(frames[0]["recovered"], json!(false));
         assert_eq!(positions(&frames[1..]), ["0:1", "0:2"]);
         assert_eq!(frames[1]["data"], json!({"n": 1}));
@@ -522,11 +600,7 @@ mod tests {
         let reg = ChannelRegistry::new(8, 16);
         let ch = calls();
         let mut c = Client::new(1, 16);
-        let Subscription::NeedsSnapshot { cursor } = reg.subscribe(&c.conn, ch, &ch.to_string(), &json!(1), None)
-        else {
-            panic!()
-        };
-        reg.complete(&c.conn, &ch, &ch.to_string(), &json!(1), &json!({}), &cursor);
+        join(&reg, &c, ch, None);
         let r = record("7.0", &ch, "call.updated", json!({}));
         assert_eq!(dispatch(&reg, "0:1", &r), 1);
         assert_eq!(dispatch(&reg, "0:2", &r), 0);
@@ -540,38 +614,35 @@ mod tests {
     fn since_replays_from_the_ring_or_says_it_cannot() {
         let reg = ChannelRegistry::new(3, 16);
         let ch = calls();
-        let name = ch.to_string();
         let a = Client::new(1, 16);
-        let Subscription::NeedsSnapshot { cursor: base } = reg.subscribe(&a.conn, ch, &name, &json!(1), None) else {
-            panic!()
-        };
-        reg.complete(&a.conn, &ch, &name, &json!(1), &json!({}), &base);
-        for i in 1..=3 {
-            dispatch(&reg, &format!("0:{i}"), &record(&format!("{i}.0"), &ch, "t", json!({})));
-        }
+        let base = join(&reg, &a, ch, None);
+        send_n(&reg, &ch, 1..=3);
+
         let mut b = Client::new(2, 16);
-        assert_eq!(reg.subscribe(&b.conn, ch, &name, &json!(2), Some("0:1")), Subscription::Live);
+        assert_eq!(join(&reg, &b, ch, Some("0:1")), "0:1");
         let frames = b.frames();
-        assert_eq!((frames[0]["recovered"].clone(), frames[0]["position"].clone()), (json!(true), json!("0:1")));
+        assert_eq!(frames[0]["recovered"], json!(true));
         assert_eq!(positions(&frames[1..]), ["0:2", "0:3"]);
+
         // The base (nothing seen yet) still covers everything.
         let mut c = Client::new(3, 16);
-        assert_eq!(reg.subscribe(&c.conn, ch, &name, &json!(3), Some(&base)), Subscription::Live);
-        assert_eq!(positions(&c.frames()[1..]), ["0:1", "0:2", "0:3"]);
+        join(&reg, &c, ch, Some(&base));
+        let frames = c.frames();
+        assert_eq!(frames[0]["recovered"], json!(true));
+        assert_eq!(positions(&frames[1..]), ["0:1", "0:2", "0:3"]);
+
         // One more message pushes 0:1 out: the base moves to it.
-        dispatch(&reg, "0:4", &record("4.0", &ch, "t", json!({})));
+        send_n(&reg, &ch, 4..=4);
         let mut d = Client::new(4, 16);
-        assert!(matches!(
-            reg.subscribe(&d.conn, ch, &name, &json!(4), Some(&base)),
-            Subscription::NeedsSnapshot { .. }
-        ));
-        assert_eq!(reg.subscribe(&d.conn, ch, &name, &json!(5), Some("0:1")), Subscription::Live);
+        assert_eq!(join(&reg, &d, ch, Some(&base)), "0:4");
+        let frames = d.frames();
+        assert_eq!((frames.len(), &frames[0]["recovered"]), (1, &json!(false)));
+        join(&reg, &d, ch, Some("0:1"));
         assert_eq!(positions(&d.frames()[1..]), ["0:2", "0:3", "0:4"]);
-        let e = Client::new(5, 16);
-        assert!(matches!(
-            reg.subscribe(&e.conn, ch, &name, &json!(6), Some("9:9")),
-            Subscription::NeedsSnapshot { .. }
-        ));
+
+        let mut e = Client::new(5, 16);
+        join(&reg, &e, ch, Some("9:9"));
+        assert_eq!(e.frames()[0]["recovered"], json!(false));
         assert_eq!(reg.subscription_count(), 5);
     }
 
@@ -579,17 +650,11 @@ mod tests {
     fn a_full_queue_kicks_only_that_connection() {
         let reg = ChannelRegistry::new(8, 16);
         let ch = calls();
-        let name = ch.to_string();
         let mut slow = Client::new(1, 2);
         let mut fast = Client::new(2, 64);
-        for c in [&slow, &fast] {
-            if let Subscription::NeedsSnapshot { cursor } = reg.subscribe(&c.conn, ch, &name, &json!(1), None) {
-                reg.complete(&c.conn, &ch, &name, &json!(1), &json!({}), &cursor);
-            }
-        }
-        for i in 0..5 {
-            dispatch(&reg, &format!("0:{i}"), &record(&format!("{i}.0"), &ch, "t", json!({})));
-        }
+        join(&reg, &slow, ch, None);
+        join(&reg, &fast, ch, None);
+        send_n(&reg, &ch, 1..=5);
         assert!(slow.conn.slow.load(Ordering::Relaxed));
         assert!(!fast.conn.slow.load(Ordering::Relaxed));
         assert_eq!(fast.frames().len(), 6);
@@ -600,7 +665,10 @@ mod tests {
     fn a_late_assistant_subscriber_gets_the_text_so_far_then_the_rest_in_order() {
         let reg = ChannelRegistry::new(64, 16);
         let (t, u, m) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let ch = Channel::UserAi { tenant_id: t, user_id: u };
+        let ch = Channel::UserAi {
+            tenant_id: t,
+            user_id: u,
+        };
         let name = ch.to_string();
         let delta = |seq: u64| {
             record(
@@ -614,7 +682,10 @@ mod tests {
         dispatch(&reg, "0:11", &delta(2));
         dispatch(&reg, "0:12", &delta(1));
         let mut c = Client::new(1, 64);
-        assert_eq!(reg.subscribe(&c.conn, ch, &name, &json!(1), None), Subscription::Live);
+        assert_eq!(
+            reg.subscribe(&c.conn, ch, &name, &json!(1), None),
+            Subscription::Live
+        );
         dispatch(&reg, "0:13", &delta(4));
         dispatch(&reg, "0:14", &delta(2));
         dispatch(&reg, "0:15", &delta(3));
@@ -628,9 +699,19 @@ mod tests {
         dispatch(&reg, "0:17", &delta(4));
         let frames = c.frames();
         let reply = &frames[0]["snapshot"]["replies"][0];
-        assert_eq!((reply["seq"].clone(), reply["text"].clone()), (json!(2), json!("<0><1><2>")));
+        assert_eq!(
+            (
+                reply["seq"].clone(),
+                reply["next_seq"].clone(),
+                reply["content"].clone()
+            ),
+            (json!(2), json!(3), json!("<0><1><2>"))
+        );
         assert_eq!(frames[0]["position"], "0:11", "the last released delta");
-        let seqs: Vec<i64> = frames[1..].iter().filter_map(|f| f["data"]["seq"].as_i64()).collect();
+        let seqs: Vec<i64> = frames[1..]
+            .iter()
+            .filter_map(|f| f["data"]["seq"].as_i64())
+            .collect();
         assert_eq!(seqs, [3, 4]);
         assert_eq!(frames.last().unwrap()["type"], AI_COMPLETED);
         assert_eq!(frames.len(), 4);
@@ -658,7 +739,7 @@ mod tests {
         let reg = ChannelRegistry::new(8, 16);
         let ch = calls();
         let c = Client::new(1, 16);
-        reg.subscribe(&c.conn, ch, &ch.to_string(), &json!(1), None);
+        join(&reg, &c, ch, None);
         reg.sweep(Instant::now() + IDLE_RETENTION * 2);
         assert_eq!(reg.channel_count(), 1, "a subscribed channel stays");
         reg.unsubscribe(c.conn.id, &ch);

@@ -33,9 +33,12 @@ pub struct ReplySoFar {
     pub conversation_id: Uuid,
     pub message_id: Uuid,
     pub user_id: Uuid,
-    /// The last delta included in `text`; the stream goes on after it.
+    /// The last delta included in `content`; the stream goes on after it.
     pub seq: u64,
-    pub text: String,
+    /// The `seq` of the next delta expected (`seq + 1`).
+    pub next_seq: u64,
+    /// The text so far.
+    pub content: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
 }
@@ -93,16 +96,19 @@ impl<T> Replies<T> {
     /// Takes one delta; returns the items now deliverable, in `seq` order
     /// (none for a repeat or a delta held behind a gap).
     pub fn on_delta(&mut self, d: Delta, item: T, now: Instant) -> Vec<T> {
-        let reply = self.by_message.entry(d.message_id).or_insert_with(|| Reply {
-            conversation_id: d.conversation_id,
-            user_id: d.user_id,
-            text: String::new(),
-            truncated: false,
-            next_seq: 0,
-            last_seq: None,
-            held: BTreeMap::new(),
-            touched: now,
-        });
+        let reply = self
+            .by_message
+            .entry(d.message_id)
+            .or_insert_with(|| Reply {
+                conversation_id: d.conversation_id,
+                user_id: d.user_id,
+                text: String::new(),
+                truncated: false,
+                next_seq: 0,
+                last_seq: None,
+                held: BTreeMap::new(),
+                touched: now,
+            });
         reply.touched = now;
         let mut out = Vec::new();
         if d.seq < reply.next_seq || reply.held.contains_key(&d.seq) {
@@ -142,12 +148,14 @@ impl<T> Replies<T> {
             .by_message
             .iter()
             .filter_map(|(message_id, r)| {
+                let seq = r.last_seq?;
                 Some(ReplySoFar {
                     conversation_id: r.conversation_id,
                     message_id: *message_id,
                     user_id: r.user_id,
-                    seq: r.last_seq?,
-                    text: r.text.clone(),
+                    seq,
+                    next_seq: seq + 1,
+                    content: r.text.clone(),
                     truncated: r.truncated,
                 })
             })
@@ -183,7 +191,9 @@ mod tests {
     }
 
     fn feed(r: &mut Replies<u64>, m: Uuid, seqs: &[u64], now: Instant) -> Vec<u64> {
-        seqs.iter().flat_map(|s| r.on_delta(delta(m, *s), *s, now)).collect()
+        seqs.iter()
+            .flat_map(|s| r.on_delta(delta(m, *s), *s, now))
+            .collect()
     }
 
     #[test]
@@ -192,7 +202,7 @@ mod tests {
         let m = Uuid::new_v4();
         assert_eq!(feed(&mut r, m, &[0, 1, 2], Instant::now()), vec![0, 1, 2]);
         let snap = r.snapshot();
-        assert_eq!((snap[0].seq, snap[0].text.as_str()), (2, "[0][1][2]"));
+        assert_eq!((snap[0].seq, snap[0].content.as_str()), (2, "[0][1][2]"));
     }
 
     #[test]
@@ -204,7 +214,7 @@ mod tests {
         assert_eq!(feed(&mut r, m, &[3, 0], now), Vec::<u64>::new());
         assert_eq!(feed(&mut r, m, &[1], now), vec![1, 2, 3]);
         assert_eq!(feed(&mut r, m, &[2, 4], now), vec![4]);
-        assert_eq!(r.snapshot()[0].text, "[0][1][2][3][4]");
+        assert_eq!(r.snapshot()[0].content, "[0][1][2][3][4]");
     }
 
     #[test]
@@ -271,6 +281,9 @@ mod tests {
             assert_eq!(r.on_delta(d, (), now).len(), 1);
         }
         let snap = r.snapshot();
-        assert_eq!((snap[0].text.len(), snap[0].truncated, snap[0].seq), (MAX_TEXT_BYTES, true, 1));
+        assert_eq!(
+            (snap[0].content.len(), snap[0].truncated, snap[0].seq),
+            (MAX_TEXT_BYTES, true, 1)
+        );
     }
 }

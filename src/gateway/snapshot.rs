@@ -54,7 +54,8 @@ pub struct CallRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const CALL_COLUMNS: &str = "id, tenant_id, agent_id, lead_id, batch_id, initiated_by_user_id, direction, \
+const CALL_COLUMNS: &str =
+    "id, tenant_id, agent_id, lead_id, batch_id, initiated_by_user_id, direction, \
      from_number, to_number, status, started_at, answered_at, ended_at, duration_seconds, cost, \
      currency, recording_url, created_at, updated_at";
 
@@ -69,6 +70,7 @@ pub struct TranscriptLine {
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct StepStatsRow {
+    pub tenant_id: Uuid,
     pub campaign_id: Uuid,
     pub step_id: Uuid,
     pub status: String,
@@ -92,7 +94,8 @@ impl Wallet {
         Wallet {
             wallet_id: None,
             tenant_id,
-            current_balance: Decimal::ZERO,
+            // Six places, like every amount the hub shows.
+            current_balance: Decimal::new(0, 6),
             currency: "USD".into(),
             status: "active".into(),
             updated_at: None,
@@ -137,7 +140,7 @@ async fn calls(pool: &PgPool, tenant_id: Uuid, day: NaiveDate) -> Result<Value, 
     .bind(IN_PROGRESS_LIMIT)
     .fetch_all(pool)
     .await?;
-    Ok(json!({ "day": day, "stats": stats, "in_progress": in_progress }))
+    Ok(json!({ "day": day, "stats": stats, "calls_in_progress": in_progress }))
 }
 
 async fn call(pool: &PgPool, tenant_id: Uuid, call_id: Uuid) -> Result<Value, sqlx::Error> {
@@ -168,7 +171,7 @@ async fn call(pool: &PgPool, tenant_id: Uuid, call_id: Uuid) -> Result<Value, sq
 
 async fn campaign(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result<Value, sqlx::Error> {
     let stats: Vec<StepStatsRow> = sqlx::query_as(
-        "SELECT campaign_id, step_id, status, count, updated_at
+        "SELECT tenant_id, campaign_id, step_id, status, count, updated_at
          FROM campaign_step_stats
          WHERE tenant_id = $1 AND campaign_id = $2
          ORDER BY step_id, status",

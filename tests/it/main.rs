@@ -1,6 +1,9 @@
 //! One test binary: every test against the real Postgres (its own database)
 //! and the real broker (its own topics).
 
+mod billing;
+mod campaigns;
+mod gateway;
 mod migrate;
 mod support;
 mod voice;

@@ -58,7 +58,8 @@ pub async fn database_url(pool: &PgPool) -> String {
         .fetch_one(pool)
         .await
         .expect("current_database");
-    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let (root, _) = base.rsplit_once('/').expect("DATABASE_URL has a database");
     format!("{root}/{name}")
 }
@@ -110,7 +111,10 @@ impl Hub {
             ("LAD_TOPIC_AI".into(), topics.ai()),
             ("LAD_TOPIC_LIVE".into(), topics.live()),
             ("LAD_TOPIC_DEAD_LETTERS".into(), topics.dead_letters()),
-            ("LAD_CONSUMER_GROUP".into(), format!("{}.hub", topics.prefix)),
+            (
+                "LAD_CONSUMER_GROUP".into(),
+                format!("{}.hub", topics.prefix),
+            ),
             ("LAD_TOPIC_PARTITIONS".into(), "3".into()),
             ("LAD_DB_POOL_SIZE".into(), "6".into()),
             ("LAD_BATCH_MAX".into(), opts.batch_max.to_string()),
@@ -123,7 +127,10 @@ impl Hub {
             ("RUST_LOG".into(), "info,rdkafka=warn,sqlx=warn".into()),
         ];
         if opts.restartable {
-            env.push(("LAD_KAFKA_PRODUCER_PROPS".into(), "batch.num.messages=1".into()));
+            env.push((
+                "LAD_KAFKA_PRODUCER_PROPS".into(),
+                "batch.num.messages=1".into(),
+            ));
         }
         env.extend(opts.extra_env);
         let child = Self::spawn(&env);
@@ -149,7 +156,10 @@ impl Hub {
         loop {
             if let Ok(mut s) = tokio::net::TcpStream::connect(self.addr).await {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let req = format!("GET /readyz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+                let req = format!(
+                    "GET /readyz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                    self.addr
+                );
                 if s.write_all(req.as_bytes()).await.is_ok() {
                     let mut buf = Vec::new();
                     let _ = s.read_to_end(&mut buf).await;
@@ -171,7 +181,10 @@ impl Hub {
 
     /// SIGTERM and wait: the graceful path.
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 
@@ -224,7 +237,10 @@ pub async fn produce_raw(producer: &FutureProducer, topic: &str, records: &[(Str
 }
 
 pub async fn produce(producer: &FutureProducer, topic: &str, events: &[Event]) {
-    let records: Vec<(String, Vec<u8>)> = events.iter().map(|e| (e.key.clone(), e.payload())).collect();
+    let records: Vec<(String, Vec<u8>)> = events
+        .iter()
+        .map(|e| (e.key.clone(), e.payload()))
+        .collect();
     produce_raw(producer, topic, &records).await;
 }
 
@@ -262,7 +278,8 @@ pub fn token(tenant: Uuid, user: Uuid, role: &str, caps: &[&str]) -> String {
     .expect("token")
 }
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub struct Client {
     pub ws: Ws,
@@ -271,19 +288,25 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
         Client { ws, next_id: 1 }
     }
 
     pub async fn send(&mut self, frame: Value) {
-        self.ws.send(Message::text(frame.to_string())).await.expect("send");
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("send");
     }
 
     /// Subscribes and returns the `subscribed` (or `error`) reply.
     pub async fn subscribe(&mut self, channel: &str) -> Value {
         let id = self.next_id;
         self.next_id += 1;
-        self.send(json!({"op": "subscribe", "id": id, "channel": channel})).await;
+        self.send(json!({"op": "subscribe", "id": id, "channel": channel}))
+            .await;
         loop {
             let f = self.next_frame(10).await.expect("a reply to subscribe");
             if f["id"] == json!(id) {
@@ -297,7 +320,9 @@ impl Client {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).expect("JSON frame")),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Some(serde_json::from_str(&t).expect("JSON frame"))
+                }
                 Ok(Some(Ok(_))) => continue,
                 Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
             }
@@ -305,12 +330,23 @@ impl Client {
     }
 
     /// Collects `message` frames until `done` says so, or fails after `secs`.
-    pub async fn messages_until(&mut self, secs: u64, mut done: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
+    pub async fn messages_until(
+        &mut self,
+        secs: u64,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut out = Vec::new();
         while !done(&out) {
-            let left = deadline.saturating_duration_since(Instant::now()).as_secs().max(1);
-            assert!(Instant::now() < deadline, "timed out; got {} messages", out.len());
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .as_secs()
+                .max(1);
+            assert!(
+                Instant::now() < deadline,
+                "timed out; got {} messages",
+                out.len()
+            );
             match self.next_frame(left).await {
                 Some(f) if f["op"] == "message" => out.push(f),
                 Some(_) => {}

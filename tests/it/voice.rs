@@ -24,7 +24,10 @@ struct Stats {
 }
 
 /// What one clean run gives, computed from the scripts alone.
-fn reference(calls: &[(CallScript, DateTime<Utc>)], step: ChronoDuration) -> BTreeMap<StatsKey, Stats> {
+fn reference(
+    calls: &[(CallScript, DateTime<Utc>)],
+    step: ChronoDuration,
+) -> BTreeMap<StatsKey, Stats> {
     let mut out: BTreeMap<StatsKey, Stats> = BTreeMap::new();
     for (c, start) in calls {
         let key = |at: DateTime<Utc>| (c.tenant, at.date_naive(), c.agent_id);
@@ -57,9 +60,21 @@ async fn stored_stats(pool: &PgPool) -> BTreeMap<StatsKey, Stats> {
     .await
     .expect("stats");
     rows.into_iter()
-        .map(|(t, d, a, started, answered, completed, failed, duration, cost)| {
-            ((t, d, a), Stats { started, answered, completed, failed, duration, cost })
-        })
+        .map(
+            |(t, d, a, started, answered, completed, failed, duration, cost)| {
+                (
+                    (t, d, a),
+                    Stats {
+                        started,
+                        answered,
+                        completed,
+                        failed,
+                        duration,
+                        cost,
+                    },
+                )
+            },
+        )
         .collect()
 }
 
@@ -93,14 +108,25 @@ async fn voice_events_become_rows_aggregates_and_pushes_for_their_tenant_only(po
     let topics = Topics::new();
     let hub = Hub::start(&pool, &topics, HubOptions::default()).await;
     let (tenant_a, tenant_b) = (Uuid::new_v4(), Uuid::new_v4());
-    let mut client_a = Client::connect(&hub.ws_url(&token(tenant_a, Uuid::new_v4(), "member", &[]))).await;
-    let mut client_b = Client::connect(&hub.ws_url(&token(tenant_b, Uuid::new_v4(), "viewer", &[]))).await;
-    let sub = client_a.subscribe(&format!("tenant:{tenant_a}:calls")).await;
+    let mut client_a =
+        Client::connect(&hub.ws_url(&token(tenant_a, Uuid::new_v4(), "member", &[]))).await;
+    let mut client_b =
+        Client::connect(&hub.ws_url(&token(tenant_b, Uuid::new_v4(), "viewer", &[]))).await;
+    let sub = client_a
+        .subscribe(&format!("tenant:{tenant_a}:calls"))
+        .await;
     assert_eq!(sub["op"], "subscribed", "{sub}");
-    let sub = client_b.subscribe(&format!("tenant:{tenant_b}:calls")).await;
+    let sub = client_b
+        .subscribe(&format!("tenant:{tenant_b}:calls"))
+        .await;
     assert_eq!(sub["op"], "subscribed", "{sub}");
-    let denied = client_b.subscribe(&format!("tenant:{tenant_a}:calls")).await;
-    assert_eq!((denied["op"].as_str(), denied["code"].as_str()), (Some("error"), Some("forbidden")));
+    let denied = client_b
+        .subscribe(&format!("tenant:{tenant_a}:calls"))
+        .await;
+    assert_eq!(
+        (denied["op"].as_str(), denied["code"].as_str()),
+        (Some("error"), Some("forbidden"))
+    );
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let agents: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
@@ -123,28 +149,50 @@ async fn voice_events_become_rows_aggregates_and_pushes_for_their_tenant_only(po
             .unwrap();
     assert_eq!(rows.len(), calls.len());
     for (script, _) in &calls {
-        let row = rows.iter().find(|r| r.0 == script.call_id).expect("call stored");
+        let row = rows
+            .iter()
+            .find(|r| r.0 == script.call_id)
+            .expect("call stored");
         assert_eq!(row.1, script.status);
         assert_eq!(row.2, Some(script.agent_id));
         assert_eq!(row.3, Some(script.cost.parse().unwrap()));
     }
     let analyzed = calls.iter().filter(|(c, _)| c.answered).count() as i64;
-    assert_eq!(count(&pool, "SELECT count(*) FROM voice_call_analysis").await, analyzed);
-    let lines: i64 = calls.iter().map(|(c, _)| i64::from(c.transcript_lines)).sum();
-    assert_eq!(count(&pool, "SELECT count(*) FROM voice_call_transcripts").await, lines);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM voice_call_analysis").await,
+        analyzed
+    );
+    let lines: i64 = calls
+        .iter()
+        .map(|(c, _)| i64::from(c.transcript_lines))
+        .sum();
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM voice_call_transcripts").await,
+        lines
+    );
 
     // The pushes: tenant A sees every call's final row; tenant B sees nothing.
     let finals = |msgs: &[serde_json::Value]| {
         calls.iter().all(|(c, _)| {
             msgs.iter().any(|m| {
-                m["type"] == "call.updated" && m["data"]["id"] == json!(c.call_id) && m["data"]["status"] == c.status
+                m["type"] == "call.updated"
+                    && m["data"]["id"] == json!(c.call_id)
+                    && m["data"]["status"] == c.status
             })
         })
     };
-    let msgs = client_a.messages_until(60, finals).await;
-    assert!(msgs.iter().all(|m| m["channel"] == format!("tenant:{tenant_a}:calls")));
-    assert!(msgs.iter().any(|m| m["type"] == "call.stats"));
-    assert!(client_b.next_frame(2).await.is_none(), "tenant B received tenant A's data");
+    let msgs = client_a
+        .messages_until(60, |m| {
+            finals(m) && m.iter().any(|x| x["type"] == "call.stats")
+        })
+        .await;
+    assert!(msgs
+        .iter()
+        .all(|m| m["channel"] == format!("tenant:{tenant_a}:calls")));
+    assert!(
+        client_b.next_frame(2).await.is_none(),
+        "tenant B received tenant A's data"
+    );
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -159,22 +207,51 @@ async fn poison_records_are_dead_lettered_and_everything_valid_is_applied(pool: 
 
     let call = Uuid::new_v4();
     let bad_ended = |cost: &str| {
-        Event::new(call, "call.ended", tenant, Utc::now(), json!({
-            "call_id": call, "status": "completed", "duration_seconds": 5, "cost": cost}))
+        Event::new(
+            call,
+            "call.ended",
+            tenant,
+            Utc::now(),
+            json!({
+            "call_id": call, "status": "completed", "duration_seconds": 5, "cost": cost}),
+        )
     };
-    let mut wrong_tenant = Event::new(call, "call.answered", tenant, Utc::now(), json!({"call_id": call}));
+    let mut wrong_tenant = Event::new(
+        call,
+        "call.answered",
+        tenant,
+        Utc::now(),
+        json!({"call_id": call}),
+    );
     wrong_tenant.value["tenant_id"] = json!("not-a-uuid");
-    let mut missing = Event::new(call, "call.started", tenant, Utc::now(), json!({"call_id": call}));
+    let mut missing = Event::new(
+        call,
+        "call.started",
+        tenant,
+        Utc::now(),
+        json!({"call_id": call}),
+    );
     missing.value["data"] = json!({"call_id": call, "direction": "outbound"});
     let poison: Vec<(String, Vec<u8>, &str)> = vec![
         ("k".into(), b"{not json".to_vec(), "invalid_json"),
         (
             call.to_string(),
-            Event::new(call, "call.teleported", tenant, Utc::now(), json!({"call_id": call})).payload(),
+            Event::new(
+                call,
+                "call.teleported",
+                tenant,
+                Utc::now(),
+                json!({"call_id": call}),
+            )
+            .payload(),
             "unknown_type",
         ),
         (call.to_string(), missing.payload(), "invalid_data"),
-        (call.to_string(), bad_ended("-0.01").payload(), "invalid_data"),
+        (
+            call.to_string(),
+            bad_ended("-0.01").payload(),
+            "invalid_data",
+        ),
         (call.to_string(), wrong_tenant.payload(), "invalid_envelope"),
     ];
     let mut records: Vec<(String, Vec<u8>)> = Vec::new();
@@ -191,22 +268,33 @@ async fn poison_records_are_dead_lettered_and_everything_valid_is_applied(pool: 
     produce_raw(&producer(false), &topics.voice(), &records).await;
 
     let expected = reference(&calls, step);
-    eventually(60, "valid events applied", || async { (stored_stats(&pool).await == expected).then_some(()) }).await;
-    let letters: Vec<(String, String, Option<Vec<u8>>)> = eventually(30, "dead letters", || async {
-        let rows: Vec<(String, String, Option<Vec<u8>>)> =
-            sqlx::query_as("SELECT error_kind, reason, payload FROM hub_dead_letters ORDER BY kafka_offset")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        (rows.len() == poison.len()).then_some(rows)
+    eventually(60, "valid events applied", || async {
+        (stored_stats(&pool).await == expected).then_some(())
     })
     .await;
+    let letters: Vec<(String, String, Option<Vec<u8>>)> =
+        eventually(30, "dead letters", || async {
+            let rows: Vec<(String, String, Option<Vec<u8>>)> = sqlx::query_as(
+                "SELECT error_kind, reason, payload FROM hub_dead_letters ORDER BY kafka_offset",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            (rows.len() == poison.len()).then_some(rows)
+        })
+        .await;
     for (_, payload, kind) in &poison {
-        let letter = letters.iter().find(|l| l.2.as_deref() == Some(payload.as_slice())).expect("raw bytes kept");
+        let letter = letters
+            .iter()
+            .find(|l| l.2.as_deref() == Some(payload.as_slice()))
+            .expect("raw bytes kept");
         assert_eq!(letter.0, *kind, "reason: {}", letter.1);
         assert!(!letter.1.is_empty());
     }
-    assert_eq!(count(&pool, "SELECT count(*) FROM voice_call_logs").await, calls.len() as i64);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM voice_call_logs").await,
+        calls.len() as i64
+    );
 }
 
 /// Guarantee 1: SIGKILL while a stream is consumed, restart, and the result
@@ -216,7 +304,11 @@ async fn poison_records_are_dead_lettered_and_everything_valid_is_applied(pool: 
 #[sqlx::test(migrations = "./migrations")]
 async fn killing_the_hub_mid_stream_changes_nothing_in_the_result(pool: PgPool) {
     let topics = Topics::new();
-    let opts = HubOptions { restartable: true, batch_max: 40, ..HubOptions::default() };
+    let opts = HubOptions {
+        restartable: true,
+        batch_max: 40,
+        ..HubOptions::default()
+    };
     let mut hub = Hub::start(&pool, &topics, opts).await;
     let tenant = Uuid::new_v4();
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
@@ -226,7 +318,11 @@ async fn killing_the_hub_mid_stream_changes_nothing_in_the_result(pool: PgPool) 
     // Producer retries and replays: the same events again, later.
     let replay: Vec<Event> = events.iter().step_by(9).cloned().collect();
     events.extend(replay);
-    let total_events = events.iter().map(Event::event_id).collect::<std::collections::HashSet<_>>().len();
+    let total_events = events
+        .iter()
+        .map(Event::event_id)
+        .collect::<std::collections::HashSet<_>>()
+        .len();
 
     let voice_topic = topics.voice();
     let feeder = tokio::spawn(async move {
@@ -247,15 +343,30 @@ async fn killing_the_hub_mid_stream_changes_nothing_in_the_result(pool: PgPool) 
         (stored_stats(&pool).await == expected).then_some(())
     })
     .await;
-    assert_eq!(count(&pool, "SELECT count(*) FROM voice_call_logs").await, calls.len() as i64);
-    assert_eq!(count(&pool, "SELECT count(*) FROM hub_processed_events").await, total_events as i64);
-    let lines: i64 = calls.iter().map(|(c, _)| i64::from(c.transcript_lines)).sum();
-    assert_eq!(count(&pool, "SELECT count(*) FROM voice_call_transcripts").await, lines);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM voice_call_logs").await,
+        calls.len() as i64
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM hub_processed_events").await,
+        total_events as i64
+    );
+    let lines: i64 = calls
+        .iter()
+        .map(|(c, _)| i64::from(c.transcript_lines))
+        .sum();
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM voice_call_transcripts").await,
+        lines
+    );
     let wrong: i64 = count(
         &pool,
         "SELECT count(*) FROM voice_call_logs WHERE ended_at IS NULL OR started_at IS NULL",
     )
     .await;
     assert_eq!(wrong, 0);
-    assert_eq!(count(&pool, "SELECT count(*) FROM hub_dead_letters").await, 0);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM hub_dead_letters").await,
+        0
+    );
 }

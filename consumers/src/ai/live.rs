@@ -32,7 +32,9 @@ pub fn delta(meta: &EventMeta, d: &ReplyDelta) -> Ephemeral {
 }
 
 /// The stored reply. `final` tells the gateway the streamed reply of this
-/// `message_id` is over (its in-memory copy can go: the stored one is the truth).
+/// `message_id` is over (its in-memory copy can go: the stored one is the
+/// truth). `id` and `role` make the data the `ai_messages` row that
+/// docs/asyncapi.yaml (`aiMessageRow`) describes.
 pub fn completed(s: &StoredReply) -> LiveUpdate {
     let r = &s.reply;
     LiveUpdate::new(
@@ -42,9 +44,11 @@ pub fn completed(s: &StoredReply) -> LiveUpdate {
         },
         COMPLETED,
         json!({
+            "id": r.message_id,
             "conversation_id": r.conversation_id,
             "message_id": r.message_id,
             "user_id": r.user_id,
+            "role": "assistant",
             "content": r.content,
             "tokens_used": r.tokens_used,
             "model": r.model,
@@ -109,6 +113,8 @@ mod tests {
         );
         assert_eq!(u.kind, "ai.reply.completed");
         assert_eq!(u.data["final"], true);
+        assert_eq!(u.data["id"], u.data["message_id"]);
+        assert_eq!(u.data["role"], "assistant");
         assert_eq!(u.data["content"], "Hello");
         assert_eq!(u.data["tokens_used"], 9);
         assert!(u.data["model"].is_null());

@@ -53,31 +53,37 @@ impl Domain for BillingDomain {
         events: &'a [Accepted<BillingEvent>],
         fx: &'a mut Effects,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a {
-        async move {
-            let ops: Vec<Op<'_>> = events
-                .iter()
-                .map(|a| match &a.event {
-                    BillingEvent::Usage(u) => Op::Usage(UsageOp {
-                        meta: a.meta,
-                        idempotency_key: &u.idempotency_key,
-                        feature_key: &u.feature_key,
-                        user_id: u.user_id,
-                        items: &u.items,
-                        total_cost: u.total_cost,
-                        metadata: &u.metadata,
-                    }),
-                    BillingEvent::Credit(c) => Op::Credit(CreditOp {
-                        meta: a.meta,
-                        idempotency_key: &c.idempotency_key,
-                        amount: c.amount,
-                        reason: &c.reason,
-                        metadata: &c.metadata,
-                    }),
-                })
-                .collect();
-            settle(conn, &ops, fx).await
-        }
+        apply_events(conn, events, fx)
     }
+}
+
+async fn apply_events(
+    conn: &mut PgConnection,
+    events: &[Accepted<BillingEvent>],
+    fx: &mut Effects,
+) -> Result<(), sqlx::Error> {
+    let ops: Vec<Op<'_>> = events
+        .iter()
+        .map(|a| match &a.event {
+            BillingEvent::Usage(u) => Op::Usage(UsageOp {
+                meta: a.meta,
+                idempotency_key: &u.idempotency_key,
+                feature_key: &u.feature_key,
+                user_id: u.user_id,
+                items: &u.items,
+                total_cost: u.total_cost,
+                metadata: &u.metadata,
+            }),
+            BillingEvent::Credit(c) => Op::Credit(CreditOp {
+                meta: a.meta,
+                idempotency_key: &c.idempotency_key,
+                amount: c.amount,
+                reason: &c.reason,
+                metadata: &c.metadata,
+            }),
+        })
+        .collect();
+    settle(conn, &ops, fx).await
 }
 
 /// A usage to charge from another pipeline's transaction. `meta` is the

@@ -201,11 +201,7 @@ impl AddAssign for StatsDelta {
 }
 
 /// Adds `new - old` into a batch's pre-summed deltas.
-pub fn add_change(
-    into: &mut BTreeMap<StatsKey, StatsDelta>,
-    old: Option<&CallRow>,
-    new: &CallRow,
-) {
+pub fn add_change(into: &mut BTreeMap<StatsKey, StatsDelta>, old: Option<&CallRow>, new: &CallRow) {
     for (k, d) in new.contribution() {
         *into.entry(k).or_default() += d;
     }
@@ -298,7 +294,10 @@ mod tests {
         row.apply_ended(&ended("busy", "0"), at(12));
         assert_eq!(row.status, "busy");
         row.apply_answered(at(9));
-        assert_eq!(row.status, "busy", "a late answer does not reopen an ended call");
+        assert_eq!(
+            row.status, "busy",
+            "a late answer does not reopen an ended call"
+        );
     }
 
     #[test]
@@ -313,7 +312,10 @@ mod tests {
         let mut deltas = BTreeMap::new();
         add_change(&mut deltas, Some(&before), &row);
         let d = deltas.values().next().unwrap();
-        assert_eq!((d.calls_started, d.calls_failed, d.total_duration_seconds), (1, 1, 30));
+        assert_eq!(
+            (d.calls_started, d.calls_failed, d.total_duration_seconds),
+            (1, 1, 30)
+        );
         assert_eq!(d.total_cost, "2.25".parse::<Decimal>().unwrap());
     }
 

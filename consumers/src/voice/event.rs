@@ -143,7 +143,10 @@ mod tests {
         let VoiceEvent::Started(s) = VoiceEvent::decode(&env).unwrap() else {
             panic!("not a start")
         };
-        assert_eq!((s.call_id, s.agent_id, s.direction), (call, agent, "outbound"));
+        assert_eq!(
+            (s.call_id, s.agent_id, s.direction),
+            (call, agent, "outbound")
+        );
         assert_eq!(s.lead_id, None);
     }
 
@@ -167,24 +170,35 @@ mod tests {
             "call.ended",
             json!({"call_id": Uuid::new_v4(), "status": "completed", "duration_seconds": 1, "cost": "-1"}),
         );
-        assert!(matches!(VoiceEvent::decode(&neg), Err(Rejection::InvalidData(m)) if m.contains("cost")));
+        assert!(
+            matches!(VoiceEvent::decode(&neg), Err(Rejection::InvalidData(m)) if m.contains("cost"))
+        );
         let status = envelope(
             "call.ended",
             json!({"call_id": Uuid::new_v4(), "status": "hung", "duration_seconds": 1, "cost": "1"}),
         );
-        assert!(matches!(VoiceEvent::decode(&status), Err(Rejection::InvalidData(m)) if m.contains("status")));
+        assert!(
+            matches!(VoiceEvent::decode(&status), Err(Rejection::InvalidData(m)) if m.contains("status"))
+        );
         let missing = envelope("call.answered", json!({}));
-        assert!(matches!(VoiceEvent::decode(&missing), Err(Rejection::InvalidData(m)) if m.contains("call_id")));
+        assert!(
+            matches!(VoiceEvent::decode(&missing), Err(Rejection::InvalidData(m)) if m.contains("call_id"))
+        );
     }
 
     #[test]
     fn rejects_unknown_types_and_negative_seq() {
         let unknown = envelope("call.teleported", json!({"call_id": Uuid::new_v4()}));
-        assert!(matches!(VoiceEvent::decode(&unknown), Err(Rejection::UnknownType(_))));
+        assert!(matches!(
+            VoiceEvent::decode(&unknown),
+            Err(Rejection::UnknownType(_))
+        ));
         let seq = envelope(
             "call.transcript",
             json!({"call_id": Uuid::new_v4(), "seq": -1, "speaker": "agent", "text": "hi"}),
         );
-        assert!(matches!(VoiceEvent::decode(&seq), Err(Rejection::InvalidData(m)) if m.contains("seq")));
+        assert!(
+            matches!(VoiceEvent::decode(&seq), Err(Rejection::InvalidData(m)) if m.contains("seq"))
+        );
     }
 }

@@ -13,13 +13,17 @@ fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
 
 /// `call.updated` on `tenant:{t}:calls`: the call's current row.
 pub fn call_updated(row: &CallRow) -> LiveUpdate {
-    let channel = Channel::Calls { tenant_id: row.tenant_id };
+    let channel = Channel::Calls {
+        tenant_id: row.tenant_id,
+    };
     LiveUpdate::new(channel, "call.updated", to_value(row))
 }
 
 /// `call.stats` on `tenant:{t}:calls`: the aggregate row after the change.
 pub fn call_stats(row: &StatsRow) -> LiveUpdate {
-    let channel = Channel::Calls { tenant_id: row.tenant_id };
+    let channel = Channel::Calls {
+        tenant_id: row.tenant_id,
+    };
     LiveUpdate::new(channel, "call.stats", to_value(row))
 }
 
@@ -41,6 +45,8 @@ pub fn call_transcript(
 
 /// `call.analyzed` on `tenant:{t}:calls` (an addition to the contract).
 pub fn call_analyzed(row: &AnalysisRow) -> LiveUpdate {
-    let channel = Channel::Calls { tenant_id: row.tenant_id };
+    let channel = Channel::Calls {
+        tenant_id: row.tenant_id,
+    };
     LiveUpdate::new(channel, "call.analyzed", to_value(row))
 }

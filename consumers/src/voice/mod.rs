@@ -57,7 +57,11 @@ async fn apply_batch(
         .into_iter()
         .collect();
     let stored = store::lock_calls(conn, &all_ids).await?;
-    let unknown: Vec<Uuid> = all_ids.iter().filter(|id| !stored.contains_key(id)).copied().collect();
+    let unknown: Vec<Uuid> = all_ids
+        .iter()
+        .filter(|id| !stored.contains_key(id))
+        .copied()
+        .collect();
     let mut owner: HashMap<Uuid, Uuid> = store::side_tenants(conn, &unknown).await?;
     owner.extend(stored.values().map(|r| (r.id, r.tenant_id)));
 
@@ -128,7 +132,11 @@ async fn apply_batch(
     }
     store::insert_calls(conn, &inserts).await?;
     store::update_calls(conn, &updates).await?;
-    for row in inserts.iter().copied().chain(updates.iter().map(|(r, _)| *r)) {
+    for row in inserts
+        .iter()
+        .copied()
+        .chain(updates.iter().map(|(r, _)| *r))
+    {
         fx.push(live::call_updated(row));
     }
     for stats in store::add_stats(conn, &deltas).await? {
@@ -144,7 +152,14 @@ async fn apply_batch(
     pushed.dedup_by_key(|l| (l.line.call_id, l.line.seq));
     for l in pushed {
         let t = l.line;
-        fx.push(live::call_transcript(l.tenant_id, t.call_id, t.seq, t.speaker, &t.text, l.occurred_at));
+        fx.push(live::call_transcript(
+            l.tenant_id,
+            t.call_id,
+            t.seq,
+            t.speaker,
+            &t.text,
+            l.occurred_at,
+        ));
     }
 
     let items: Vec<_> = analyses.into_values().collect();

@@ -105,7 +105,8 @@ impl CallColumns {
     }
 }
 
-const CALL_ARRAYS: &str = "$1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], \
+const CALL_ARRAYS: &str =
+    "$1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], \
     $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], \
     $13::timestamptz[], $14::int4[], $15::numeric[], $16::text[], $17::text[], $18::timestamptz[]";
 
@@ -113,9 +114,8 @@ pub async fn insert_calls(conn: &mut PgConnection, rows: &[&CallRow]) -> Result<
     if rows.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "INSERT INTO voice_call_logs ({CALL_COLUMNS}) SELECT * FROM UNNEST({CALL_ARRAYS})"
-    );
+    let sql =
+        format!("INSERT INTO voice_call_logs ({CALL_COLUMNS}) SELECT * FROM UNNEST({CALL_ARRAYS})");
     CallColumns::of(rows.iter().copied())
         .bind(sqlx::query(&sql))
         .execute(conn)
@@ -173,7 +173,8 @@ pub async fn add_stats(
     conn: &mut PgConnection,
     deltas: &BTreeMap<StatsKey, StatsDelta>,
 ) -> Result<Vec<StatsRow>, sqlx::Error> {
-    let changed: Vec<(&StatsKey, &StatsDelta)> = deltas.iter().filter(|(_, d)| !d.is_zero()).collect();
+    let changed: Vec<(&StatsKey, &StatsDelta)> =
+        deltas.iter().filter(|(_, d)| !d.is_zero()).collect();
     if changed.is_empty() {
         return Ok(Vec::new());
     }
@@ -202,7 +203,12 @@ pub async fn add_stats(
     .bind(col(|d| d.calls_completed))
     .bind(col(|d| d.calls_failed))
     .bind(col(|d| d.total_duration_seconds))
-    .bind(changed.iter().map(|(_, d)| d.total_cost).collect::<Vec<_>>())
+    .bind(
+        changed
+            .iter()
+            .map(|(_, d)| d.total_cost)
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(conn)
     .await
 }
