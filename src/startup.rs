@@ -122,19 +122,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             shutdown: &shutdown,
         };
         spawn.pipeline(&mut tasks, "voice", &t.topic_voice, VoiceDomain)?;
-        spawn.pipeline(
-            &mut tasks,
-            "campaigns",
-            &t.topic_campaigns,
-            CampaignsDomain::default(),
-        )?;
-        spawn.pipeline(
-            &mut tasks,
-            "billing",
-            &t.topic_billing,
-            BillingDomain::default(),
-        )?;
-        spawn.pipeline(&mut tasks, "ai", &t.topic_ai, AiDomain::default())?;
+        spawn.pipeline(&mut tasks, "campaigns", &t.topic_campaigns, CampaignsDomain)?;
+        spawn.pipeline(&mut tasks, "billing", &t.topic_billing, BillingDomain)?;
+        spawn.pipeline(&mut tasks, "ai", &t.topic_ai, AiDomain)?;
     }
 
     let gateway = Gateway::new(

@@ -5,5 +5,6 @@ mod billing;
 mod campaigns;
 mod gateway;
 mod migrate;
+mod shutdown;
 mod support;
 mod voice;

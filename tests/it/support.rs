@@ -329,6 +329,18 @@ impl Client {
         }
     }
 
+    /// Waits for the close frame and returns its code.
+    pub async fn close_code(&mut self, secs: u64) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
     /// Collects `message` frames until `done` says so, or fails after `secs`.
     pub async fn messages_until(
         &mut self,

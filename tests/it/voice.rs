@@ -51,7 +51,8 @@ fn reference(
 }
 
 async fn stored_stats(pool: &PgPool) -> BTreeMap<StatsKey, Stats> {
-    let rows: Vec<(Uuid, NaiveDate, Uuid, i64, i64, i64, i64, i64, Decimal)> = sqlx::query_as(
+    type Row = (Uuid, NaiveDate, Uuid, i64, i64, i64, i64, i64, Decimal);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT tenant_id, day, agent_id, calls_started, calls_answered, calls_completed,
                 calls_failed, total_duration_seconds, total_cost
          FROM voice_call_stats_daily",
