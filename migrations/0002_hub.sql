@@ -93,8 +93,9 @@ CREATE TABLE hub_dead_letters (
 CREATE INDEX hub_dead_letters_tenant_idx ON hub_dead_letters (tenant_id, created_at DESC) WHERE tenant_id IS NOT NULL;
 
 -- Transactional outbox: one row per batch, drained in id order by the relay.
+-- json, not jsonb: written once, read back once as text, never queried.
 CREATE TABLE hub_outbox (
     id          bigserial PRIMARY KEY,
-    records     jsonb NOT NULL,
+    records     json NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );

@@ -15,7 +15,7 @@ use lad_consumers::pipeline::{Domain, Pipeline, PipelineConfig};
 use lad_consumers::voice::VoiceDomain;
 use rdkafka::producer::FutureProducer;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Executor, PgPool};
+use sqlx::{ConnectOptions, Connection, Executor, PgPool};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -58,7 +58,19 @@ pub async fn migrate(db: &DbArgs) -> anyhow::Result<PgPool> {
         .connect_with(opts)
         .await
         .context("connecting to the hub database")?;
-    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    // The schema migration takes seconds by design: not a slow query to warn of.
+    let mut conn = pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(60))
+        .connect()
+        .await?;
+    MIGRATOR
+        .run(&mut conn)
+        .await
+        .context("applying migrations")?;
+    conn.close().await?;
     Ok(pool)
 }
 

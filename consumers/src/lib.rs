@@ -11,6 +11,7 @@
 //! - [`dead_letters`], [`outbox`]: rejected records, and the transactional outbox and its relay.
 //! - [`live`]: live updates and channel names, shared with the gateway.
 //! - [`kafka`]: librdkafka configuration with user overrides, topic creation.
+//! - `store_util`: SQL shapes the domains' stores share (locking rows by id).
 //! - One module per domain, each with the same files:
 //!   `event.rs` (types and decoding), `apply.rs` (pure merge/aggregate logic),
 //!   `store.rs` (SQL), `live.rs` (the messages it pushes), and `mod.rs` (the [`pipeline::Domain`]):
@@ -26,4 +27,5 @@ pub mod live;
 pub mod offsets;
 pub mod outbox;
 pub mod pipeline;
+mod store_util;
 pub mod voice;

@@ -9,6 +9,7 @@
 
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
@@ -28,11 +29,41 @@ pub async fn write(conn: &mut PgConnection, records: &[OutboxRecord]) -> Result<
     if records.is_empty() {
         return Ok(());
     }
-    sqlx::query("INSERT INTO hub_outbox (records) VALUES ($1)")
-        .bind(sqlx::types::Json(records))
+    // `json`, not `jsonb`: the relay only ever reads the text back, so
+    // Postgres need not parse it into a tree (a batch's row is megabytes).
+    let text = serde_json::to_string(records).expect("JSON values serialize");
+    sqlx::query("INSERT INTO hub_outbox (records) VALUES ($1::json)")
+        .bind(text)
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// An outbox record as the relay reads it: the value stays raw text.
+#[derive(Deserialize)]
+struct StoredRecord<'a> {
+    #[serde(borrow)]
+    topic: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    key: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    value: &'a RawValue,
+}
+
+/// `value` (a JSON object) with `"id": id` as its first member, spliced
+/// into the text rather than parsed and re-serialized.
+fn with_id(value: &RawValue, id: &str) -> Vec<u8> {
+    let text = value.get().trim_start();
+    let id = serde_json::to_string(id).expect("strings serialize");
+    let body = text.strip_prefix('{').unwrap_or(text).trim_start();
+    let mut out = Vec::with_capacity(text.len() + id.len() + 8);
+    out.extend_from_slice(b"{\"id\":");
+    out.extend_from_slice(id.as_bytes());
+    if !body.starts_with('}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(body.as_bytes());
+    out
 }
 
 /// Wakes the relay right after a commit instead of waiting for its poll tick.
@@ -51,6 +82,8 @@ pub enum RelayError {
     Db(#[from] sqlx::Error),
     #[error("broker: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("unreadable outbox row: {0}")]
+    Corrupt(#[from] serde_json::Error),
 }
 
 /// Only one relay publishes at a time across all hub processes: rows are
@@ -127,8 +160,8 @@ impl Relay {
         if !locked {
             return Ok(0);
         }
-        let rows: Vec<(i64, sqlx::types::Json<Vec<OutboxRecord>>)> =
-            sqlx::query_as("SELECT id, records FROM hub_outbox ORDER BY id LIMIT $1")
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, records::text FROM hub_outbox ORDER BY id LIMIT $1")
                 .bind(self.rows_per_drain)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -136,13 +169,10 @@ impl Relay {
             return Ok(0);
         }
         let mut deliveries = Vec::new();
-        for (row_id, records) in &rows {
-            for (i, record) in records.0.iter().enumerate() {
-                let mut value = record.value.clone();
-                if let Value::Object(map) = &mut value {
-                    map.insert("id".into(), Value::String(format!("{row_id}.{i}")));
-                }
-                let payload = serde_json::to_vec(&value).expect("JSON values serialize");
+        for (row_id, text) in &rows {
+            let records: Vec<StoredRecord<'_>> = serde_json::from_str(text)?;
+            for (i, record) in records.iter().enumerate() {
+                let payload = with_id(record.value, &format!("{row_id}.{i}"));
                 deliveries.push(
                     self.enqueue(&record.topic, record.key.as_deref(), payload)
                         .await?,
@@ -191,5 +221,22 @@ impl Relay {
                 Err((e, _)) => return Err(e.into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn the_id_is_spliced_in_first_and_the_rest_is_kept_byte_for_byte() {
+        let out = with_id(&raw(r#"{"type":"call.updated","data":{"a":1}}"#), "7.3");
+        assert_eq!(out, br#"{"id":"7.3","type":"call.updated","data":{"a":1}}"#);
+        let v: Value = serde_json::from_slice(&with_id(&raw("{ }"), "1.0")).unwrap();
+        assert_eq!(v, serde_json::json!({"id": "1.0"}));
     }
 }

@@ -119,6 +119,13 @@ pub trait Domain: Send + Sync + 'static {
     fn take_ephemeral(&self, _events: &mut Vec<Accepted<Self::Event>>) -> Vec<Ephemeral> {
         Vec::new()
     }
+
+    /// True when the topic carries ephemeral events: they are then
+    /// published the moment each record is received, not once the batch
+    /// is full, because their whole point is latency.
+    fn streams_ephemeral(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -364,10 +371,12 @@ impl<D: Domain> BatchApplier<D> {
             .collect();
         outcome.duplicates = in_batch_dupes + (seen.len() - fresh_ids.len());
 
+        let fenced = started.elapsed();
         let mut fx = Effects::new(Utc::now());
         if !fresh.is_empty() {
             self.domain.apply(&mut tx, &fresh, &mut fx).await?;
         }
+        let applied = started.elapsed();
         outcome.applied = fresh.len() - fx.rejected.len();
 
         // Dead letters: decode rejections of live records, then the domain's own.
@@ -406,7 +415,17 @@ impl<D: Domain> BatchApplier<D> {
         }));
         outbox::write(&mut tx, &publish).await?;
         offsets::store(&mut tx, &cfg.group, &cfg.topic, &outcome.committed).await?;
+        let written = started.elapsed();
         tx.commit().await?;
+        tracing::debug!(
+            topic = %cfg.topic,
+            records = range.len(),
+            fence_dedupe_ms = fenced.as_millis() as u64,
+            domain_ms = (applied - fenced).as_millis() as u64,
+            outbox_ms = (written - applied).as_millis() as u64,
+            commit_ms = (started.elapsed() - written).as_millis() as u64,
+            "batch committed"
+        );
 
         metrics::histogram!("lad_batch_seconds", "topic" => cfg.topic.clone())
             .record(started.elapsed().as_secs_f64());
@@ -518,16 +537,27 @@ impl<D: Domain> Pipeline<D> {
         let mut tried_seeks: HashMap<i32, i64> = HashMap::new();
         tracing::info!(topic = %self.cfg.topic, group = %self.cfg.group, "pipeline started");
         loop {
+            let polling = Instant::now();
             let records = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 batch = self.poll_batch() => batch,
             };
+            let polled = polling.elapsed();
             if self.rebalanced.0.swap(false, Ordering::AcqRel) {
                 tried_seeks.clear();
             }
             let mut decoded = self.applier.decode(&records);
             let ephemeral = self.applier.domain().take_ephemeral(&mut decoded.accepted);
-            self.publish_ephemeral(ephemeral);
+            if !self.applier.domain().streams_ephemeral() {
+                self.publish_ephemeral(ephemeral);
+            }
+            tracing::debug!(
+                topic = %self.cfg.topic,
+                records = records.len(),
+                poll_ms = polled.as_millis() as u64,
+                decode_ms = (polling.elapsed() - polled).as_millis() as u64,
+                "batch polled"
+            );
 
             let outcome = self
                 .apply_until_done(&records, decoded, &tried_seeks, &shutdown)
@@ -608,7 +638,7 @@ impl<D: Domain> Pipeline<D> {
         loop {
             match self.consumer.recv().await {
                 Ok(m) => {
-                    batch.push(own(&m));
+                    self.received(own(&m), &mut batch);
                     break;
                 }
                 Err(e) => {
@@ -620,12 +650,21 @@ impl<D: Domain> Pipeline<D> {
         let deadline = tokio::time::Instant::now() + self.cfg.batch_wait;
         while batch.len() < self.cfg.batch_max {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(own(&m)),
+                Ok(Ok(m)) => self.received(own(&m), &mut batch),
                 Ok(Err(e)) => tracing::warn!(error = %e, "kafka receive failed"),
                 Err(_) => break,
             }
         }
         batch
+    }
+
+    fn received(&self, record: RawRecord, batch: &mut Vec<RawRecord>) {
+        let domain = self.applier.domain();
+        if domain.streams_ephemeral() {
+            let mut one = self.applier.decode(std::slice::from_ref(&record));
+            self.publish_ephemeral(domain.take_ephemeral(&mut one.accepted));
+        }
+        batch.push(record);
     }
 
     fn publish_ephemeral(&self, items: Vec<Ephemeral>) {

@@ -2,83 +2,19 @@
 //! `BatchApplier` (decode → take the deltas → apply in one transaction), then
 //! the published deltas, the rows, the outbox and the dead letters.
 
-use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+mod common;
+
+use chrono::{DateTime, Utc};
+use common::{at, count, envelope, live_of_type, outbox, Feed, DEAD};
 use lad_consumers::ai::AiDomain;
-use lad_consumers::pipeline::{
-    BatchApplier, BatchOutcome, Domain, Ephemeral, PipelineConfig, RawRecord,
-};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
 
 const TOPIC: &str = "lad.ai.icp-assistant.v1";
-const LIVE: &str = "lad.live.v1";
-const DEAD: &str = "lad.dead-letters.v1";
 
-/// Feeds batches with consecutive offsets on one partition, as the broker would.
-struct Feed {
-    applier: BatchApplier<AiDomain>,
-    next_offset: i64,
-}
-
-impl Feed {
-    fn new(pool: PgPool) -> Feed {
-        let cfg = PipelineConfig {
-            group: "lad-hub-test".into(),
-            topic: TOPIC.into(),
-            live_topic: LIVE.into(),
-            dead_letter_topic: DEAD.into(),
-            batch_max: 1000,
-            batch_wait: Duration::from_millis(10),
-        };
-        Feed {
-            applier: BatchApplier::new(Arc::new(AiDomain), pool, Arc::new(cfg)),
-            next_offset: 0,
-        }
-    }
-
-    fn records(&mut self, payloads: Vec<Vec<u8>>) -> Vec<RawRecord> {
-        payloads
-            .into_iter()
-            .map(|payload| {
-                let offset = self.next_offset;
-                self.next_offset += 1;
-                RawRecord {
-                    partition: 0,
-                    offset,
-                    key: Some(b"conversation".to_vec()),
-                    payload: Some(payload),
-                }
-            })
-            .collect()
-    }
-
-    /// What the pipeline does with a polled batch: the deltas are taken
-    /// (and would be published at once), the rest is applied.
-    async fn send(&mut self, payloads: Vec<Vec<u8>>) -> (Vec<Ephemeral>, BatchOutcome) {
-        let records = self.records(payloads);
-        let mut decoded = self.applier.decode(&records);
-        let ephemeral = self.applier.domain().take_ephemeral(&mut decoded.accepted);
-        let outcome = self
-            .applier
-            .apply(&records, decoded, &HashMap::new())
-            .await
-            .expect("batch applies");
-        (ephemeral, outcome)
-    }
-
-    async fn send_events(&mut self, events: &[Value]) -> (Vec<Ephemeral>, BatchOutcome) {
-        self.send(
-            events
-                .iter()
-                .map(|e| serde_json::to_vec(e).unwrap())
-                .collect(),
-        )
-        .await
-    }
+fn feed(pool: &PgPool) -> Feed<AiDomain> {
+    Feed::new(AiDomain, pool.clone(), TOPIC, Some(b"conversation"))
 }
 
 #[derive(Clone, Copy)]
@@ -100,26 +36,16 @@ impl Reply {
     }
 }
 
-fn at(secs: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap() + Span::seconds(secs)
-}
-
-fn envelope(r: Reply, kind: &str, occurred: DateTime<Utc>, data: Value) -> Value {
+fn reply_envelope(r: Reply, kind: &str, occurred: DateTime<Utc>, data: Value) -> Value {
     let mut data = data;
     data["conversation_id"] = json!(r.conversation);
     data["message_id"] = json!(r.message);
     data["user_id"] = json!(r.user);
-    json!({
-        "event_id": Uuid::new_v4(),
-        "type": kind,
-        "tenant_id": r.tenant,
-        "occurred_at": occurred.to_rfc3339(),
-        "data": data,
-    })
+    envelope(r.tenant, kind, occurred, data)
 }
 
 fn delta(r: Reply, seq: i32, text: &str) -> Value {
-    envelope(
+    reply_envelope(
         r,
         "ai.reply.delta",
         at(seq.into()),
@@ -128,7 +54,7 @@ fn delta(r: Reply, seq: i32, text: &str) -> Value {
 }
 
 fn completed(r: Reply, content: &str, occurred: DateTime<Utc>) -> Value {
-    envelope(
+    reply_envelope(
         r,
         "ai.reply.completed",
         occurred,
@@ -136,23 +62,8 @@ fn completed(r: Reply, content: &str, occurred: DateTime<Utc>) -> Value {
     )
 }
 
-async fn outbox(pool: &PgPool) -> Vec<Value> {
-    let rows: Vec<Value> = sqlx::query_scalar("SELECT records FROM hub_outbox ORDER BY id")
-        .fetch_all(pool)
-        .await
-        .unwrap();
-    rows.into_iter()
-        .flat_map(|r| r.as_array().unwrap().clone())
-        .collect()
-}
-
 async fn pushed_completions(pool: &PgPool) -> Vec<Value> {
-    outbox(pool)
-        .await
-        .into_iter()
-        .filter(|r| r["topic"] == LIVE && r["value"]["type"] == "ai.reply.completed")
-        .map(|r| r["value"].clone())
-        .collect()
+    live_of_type(pool, "ai.reply.completed").await
 }
 
 #[derive(Debug, PartialEq, sqlx::FromRow)]
@@ -186,13 +97,9 @@ async fn conversation(pool: &PgPool, id: Uuid) -> ConversationRow {
     .unwrap()
 }
 
-async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
-}
-
 #[sqlx::test(migrations = "../migrations")]
 async fn deltas_leave_in_seq_order_once_each_and_are_never_stored(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let (tenant, user, conv) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let (a, b) = (
         Reply::new(tenant, user, conv),
@@ -243,7 +150,7 @@ async fn deltas_leave_in_seq_order_once_each_and_are_never_stored(pool: PgPool) 
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_completed_reply_is_stored_once_in_a_new_conversation_and_pushed_as_final(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let r = Reply::new(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let done = completed(r, "Your ICP is mid-market SaaS.", at(30));
     let (ephemeral, outcome) = feed
@@ -318,7 +225,7 @@ async fn a_completed_reply_is_stored_once_in_a_new_conversation_and_pushed_as_fi
 
 #[sqlx::test(migrations = "../migrations")]
 async fn replies_are_counted_per_conversation_and_last_message_at_only_moves_forward(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let (tenant, user) = (Uuid::new_v4(), Uuid::new_v4());
     let existing = Uuid::new_v4();
     sqlx::query(
@@ -364,7 +271,7 @@ async fn replies_are_counted_per_conversation_and_last_message_at_only_moves_for
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_reply_in_another_tenants_or_users_conversation_is_dead_lettered(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let (tenant, user, conv) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     feed.send_events(&[completed(Reply::new(tenant, user, conv), "mine", at(0))])
         .await;
@@ -412,7 +319,7 @@ async fn a_reply_in_another_tenants_or_users_conversation_is_dead_lettered(pool:
 
 #[sqlx::test(migrations = "../migrations")]
 async fn poison_records_are_dead_lettered_and_the_batch_goes_on(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let r = Reply::new(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let mut negative_seq = delta(r, 0, "x");
     negative_seq["data"]["seq"] = json!(-1);
@@ -424,7 +331,7 @@ async fn poison_records_are_dead_lettered_and_the_batch_goes_on(pool: PgPool) {
     let mut unknown = delta(r, 0, "x");
     unknown["type"] = json!("ai.reply.started");
     let (ephemeral, outcome) = feed
-        .send(vec![
+        .send_payloads(vec![
             serde_json::to_vec(&negative_seq).unwrap(),
             b"\xff\xfe".to_vec(),
             serde_json::to_vec(&delta(r, 0, "ok")).unwrap(),
@@ -455,26 +362,16 @@ async fn poison_records_are_dead_lettered_and_the_batch_goes_on(pool: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn deltas_left_in_a_batch_decoded_again_for_a_retry_are_not_stored(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let r = Reply::new(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    let records = feed.records(
-        [
-            delta(r, 0, "a"),
-            delta(r, 1, "b"),
-            completed(r, "ab", at(2)),
-        ]
-        .iter()
-        .map(|v| serde_json::to_vec(v).unwrap())
-        .collect(),
-    );
+    let records = feed.records(&[
+        delta(r, 0, "a"),
+        delta(r, 1, "b"),
+        completed(r, "ab", at(2)),
+    ]);
     // A retried batch is decoded afresh and applied without taking the
     // deltas out again: they must still not become rows.
-    let decoded = feed.applier.decode(&records);
-    let outcome = feed
-        .applier
-        .apply(&records, decoded, &HashMap::new())
-        .await
-        .unwrap();
+    let outcome = feed.apply(&records).await;
     assert_eq!(outcome.rejected, 0);
     assert_eq!(count(&pool, "SELECT count(*) FROM ai_messages").await, 1);
     assert_eq!(conversation(&pool, r.conversation).await.message_count, 1);

@@ -3,93 +3,27 @@
 //! as the voice pipeline calls it; then the wallets, ledger, usage events,
 //! daily costs, outbox and dead letters they left.
 
-use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+mod common;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::{at, envelope, live, Feed, DEAD};
 use lad_consumers::billing::{self, BillingDomain, UsageRequest};
-use lad_consumers::pipeline::{
-    BatchApplier, BatchOutcome, Effects, EventMeta, PipelineConfig, RawRecord,
-};
+use lad_consumers::pipeline::{Effects, EventMeta};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
 const TOPIC: &str = "lad.billing.usage.v1";
-const LIVE: &str = "lad.live.v1";
-const DEAD: &str = "lad.dead-letters.v1";
 
-/// Feeds batches with consecutive offsets on one partition, as the broker would.
-struct Feed {
-    applier: BatchApplier<BillingDomain>,
-    next_offset: i64,
-}
-
-impl Feed {
-    fn new(pool: PgPool) -> Feed {
-        let cfg = PipelineConfig {
-            group: "lad-hub-test".into(),
-            topic: TOPIC.into(),
-            live_topic: LIVE.into(),
-            dead_letter_topic: DEAD.into(),
-            batch_max: 1000,
-            batch_wait: Duration::from_millis(10),
-        };
-        Feed {
-            applier: BatchApplier::new(Arc::new(BillingDomain::new()), pool, Arc::new(cfg)),
-            next_offset: 0,
-        }
-    }
-
-    fn records(&mut self, events: &[Value]) -> Vec<RawRecord> {
-        events
-            .iter()
-            .map(|e| {
-                let offset = self.next_offset;
-                self.next_offset += 1;
-                RawRecord {
-                    partition: 0,
-                    offset,
-                    key: Some(b"tenant".to_vec()),
-                    payload: Some(serde_json::to_vec(e).unwrap()),
-                }
-            })
-            .collect()
-    }
-
-    async fn apply(&self, records: &[RawRecord]) -> BatchOutcome {
-        let decoded = self.applier.decode(records);
-        self.applier
-            .apply(records, decoded, &HashMap::new())
-            .await
-            .expect("batch applies")
-    }
-
-    async fn send(&mut self, events: &[Value]) -> BatchOutcome {
-        let records = self.records(events);
-        self.apply(&records).await
-    }
+fn feed(pool: &PgPool) -> Feed<BillingDomain> {
+    Feed::new(BillingDomain::new(), pool.clone(), TOPIC, Some(b"tenant"))
 }
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
-}
-
-fn at(secs: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap() + Span::seconds(secs)
-}
-
-fn envelope(tenant: Uuid, kind: &str, occurred: DateTime<Utc>, data: Value) -> Value {
-    json!({
-        "event_id": Uuid::new_v4(),
-        "type": kind,
-        "version": 1,
-        "tenant_id": tenant,
-        "occurred_at": occurred.to_rfc3339(),
-        "data": data,
-    })
 }
 
 fn credit(tenant: Uuid, key: &str, amount: &str) -> Value {
@@ -192,19 +126,6 @@ async fn cost_daily(pool: &PgPool, tenant: Uuid) -> Vec<(String, String, i64, De
     .unwrap()
 }
 
-/// The live messages of the outbox (commit order), as `lad.live.v1` values.
-async fn live(pool: &PgPool) -> Vec<Value> {
-    let rows: Vec<Value> = sqlx::query_scalar("SELECT records FROM hub_outbox ORDER BY id")
-        .fetch_all(pool)
-        .await
-        .unwrap();
-    rows.into_iter()
-        .flat_map(|r| r.as_array().unwrap().clone())
-        .filter(|r| r["topic"] == LIVE)
-        .map(|r| r["value"].clone())
-        .collect()
-}
-
 fn kinds(messages: &[Value]) -> Vec<&str> {
     messages
         .iter()
@@ -236,7 +157,7 @@ async fn add_price(pool: &PgPool, model: &str, price: &str, active: bool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn credits_and_usages_of_one_batch_are_decided_in_record_order(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let t = Uuid::new_v4();
     let outcome = feed
         .send(&[
@@ -308,7 +229,7 @@ async fn credits_and_usages_of_one_batch_are_decided_in_record_order(pool: PgPoo
 
 #[sqlx::test(migrations = "../migrations")]
 async fn an_idempotency_key_is_applied_once_across_batches_offsets_and_redeliveries(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let t = Uuid::new_v4();
     let first = feed.records(&[
         credit(t, "top-up-1", "100"),
@@ -369,7 +290,7 @@ async fn usage_is_priced_from_the_active_catalog_and_an_unpriced_item_is_dead_le
     add_price(&pool, "gpt-4o-mini", "0.15", true).await;
     add_price(&pool, "gpt-4o", "2.5", true).await;
     add_price(&pool, "retired", "0.01", false).await;
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let t = Uuid::new_v4();
     let outcome = feed
         .send(&[
@@ -414,7 +335,7 @@ async fn usage_is_priced_from_the_active_catalog_and_an_unpriced_item_is_dead_le
     );
     assert_eq!((letters[1].0, letters[1].1.as_str()), (3, "rule_violation"));
     let published: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM hub_outbox, jsonb_array_elements(records) r WHERE r->>'topic' = $1",
+        "SELECT count(*) FROM hub_outbox, json_array_elements(records) r WHERE r->>'topic' = $1",
     )
     .bind(DEAD)
     .fetch_one(&pool)
@@ -435,7 +356,7 @@ async fn usage_is_priced_from_the_active_catalog_and_an_unpriced_item_is_dead_le
 
 #[sqlx::test(migrations = "../migrations")]
 async fn malformed_billing_events_are_dead_lettered_and_the_batch_goes_on(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let t = Uuid::new_v4();
     let mut negative = priced_usage(t, "n", json!([item("m", "-1")]));
     negative["data"]["total_cost"] = json!("1");
@@ -465,7 +386,7 @@ async fn malformed_billing_events_are_dead_lettered_and_the_batch_goes_on(pool: 
 
 #[sqlx::test(migrations = "../migrations")]
 async fn cost_daily_sums_only_what_was_charged_by_utc_day_and_feature(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let t = Uuid::new_v4();
     let late_evening = Utc.with_ymd_and_hms(2026, 11, 25, 23, 59, 59).unwrap();
     let next_day_in_berlin = DateTime::parse_from_rfc3339("2026-11-26T00:30:00+01:00").unwrap();
@@ -518,7 +439,7 @@ async fn cost_daily_sums_only_what_was_charged_by_utc_day_and_feature(pool: PgPo
 
 #[sqlx::test(migrations = "../migrations")]
 async fn every_wallet_balance_equals_the_sum_of_its_ledger_after_mixed_batches(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let tenants: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
     for round in 0..4 {
         let mut batch = Vec::new();
@@ -590,7 +511,7 @@ fn voice_charge(tenant: Uuid, call_id: Uuid, cost: &str) -> UsageRequest {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn charge_with_the_same_voice_call_key_twice_charges_once(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let t = Uuid::new_v4();
     feed.send(&[credit(t, "c", "5")]).await;
     let call = Uuid::new_v4();
@@ -678,7 +599,7 @@ fn kinds_of(fx: &Effects) -> Vec<&'static str> {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn two_transactions_charging_one_tenant_queue_on_the_wallet_and_share_its_keys(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let t = Uuid::new_v4();
     feed.send(&[credit(t, "c", "10")]).await;
     let (call_a, call_b) = (Uuid::new_v4(), Uuid::new_v4());

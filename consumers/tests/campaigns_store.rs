@@ -2,75 +2,19 @@
 //! `BatchApplier` (decode → apply in one transaction), then the rows, the
 //! outbox and the dead letters it left.
 
-use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+mod common;
+
+use chrono::{DateTime, Utc};
+use common::{at, count, envelope, live_of_type, outbox, Feed, DEAD};
 use lad_consumers::campaigns::CampaignsDomain;
-use lad_consumers::pipeline::{BatchApplier, BatchOutcome, Domain, PipelineConfig, RawRecord};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
 
 const TOPIC: &str = "lad.campaign.activities.v1";
-const LIVE: &str = "lad.live.v1";
-const DEAD: &str = "lad.dead-letters.v1";
 
-/// Feeds batches to the applier with consecutive offsets on one partition,
-/// as the broker would (the offset fence refuses gaps).
-struct Feed {
-    applier: BatchApplier<CampaignsDomain>,
-    next_offset: i64,
-}
-
-impl Feed {
-    fn new(pool: PgPool) -> Feed {
-        let cfg = PipelineConfig {
-            group: "lad-hub-test".into(),
-            topic: TOPIC.into(),
-            live_topic: LIVE.into(),
-            dead_letter_topic: DEAD.into(),
-            batch_max: 1000,
-            batch_wait: Duration::from_millis(10),
-        };
-        Feed {
-            applier: BatchApplier::new(Arc::new(CampaignsDomain), pool, Arc::new(cfg)),
-            next_offset: 0,
-        }
-    }
-
-    async fn send(&mut self, payloads: Vec<Vec<u8>>) -> BatchOutcome {
-        let records: Vec<RawRecord> = payloads
-            .into_iter()
-            .map(|payload| {
-                let offset = self.next_offset;
-                self.next_offset += 1;
-                RawRecord {
-                    partition: 0,
-                    offset,
-                    key: Some(b"campaign-lead".to_vec()),
-                    payload: Some(payload),
-                }
-            })
-            .collect();
-        let mut decoded = self.applier.decode(&records);
-        let ephemeral = self.applier.domain().take_ephemeral(&mut decoded.accepted);
-        assert!(ephemeral.is_empty(), "campaign activity is always stored");
-        self.applier
-            .apply(&records, decoded, &HashMap::new())
-            .await
-            .expect("batch applies")
-    }
-
-    async fn send_events(&mut self, events: &[Value]) -> BatchOutcome {
-        self.send(
-            events
-                .iter()
-                .map(|e| serde_json::to_vec(e).unwrap())
-                .collect(),
-        )
-        .await
-    }
+fn feed(pool: &PgPool) -> Feed<CampaignsDomain> {
+    Feed::new(CampaignsDomain, pool.clone(), TOPIC, Some(b"campaign-lead"))
 }
 
 #[derive(Clone, Copy)]
@@ -92,10 +36,6 @@ impl Enrollment {
     }
 }
 
-fn at(secs: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap() + Span::seconds(secs)
-}
-
 fn activity(
     e: Enrollment,
     event_id: Uuid,
@@ -103,41 +43,21 @@ fn activity(
     status: &str,
     occurred: DateTime<Utc>,
 ) -> Value {
-    json!({
-        "event_id": event_id,
-        "type": "campaign.activity",
-        "version": 1,
-        "tenant_id": e.tenant,
-        "occurred_at": occurred.to_rfc3339(),
-        "data": {
+    let mut v = envelope(
+        e.tenant,
+        "campaign.activity",
+        occurred,
+        json!({
             "campaign_id": e.campaign,
             "campaign_lead_id": e.id,
             "lead_id": e.lead,
             "step_id": step,
             "step_type": "email",
             "status": status,
-        }
-    })
-}
-
-/// Every record of every outbox row, in commit order.
-async fn outbox(pool: &PgPool) -> Vec<Value> {
-    let rows: Vec<Value> = sqlx::query_scalar("SELECT records FROM hub_outbox ORDER BY id")
-        .fetch_all(pool)
-        .await
-        .unwrap();
-    rows.into_iter()
-        .flat_map(|r| r.as_array().unwrap().clone())
-        .collect()
-}
-
-async fn live_of_type(pool: &PgPool, kind: &str) -> Vec<Value> {
-    outbox(pool)
-        .await
-        .into_iter()
-        .filter(|r| r["topic"] == LIVE && r["value"]["type"] == kind)
-        .map(|r| r["value"].clone())
-        .collect()
+        }),
+    );
+    v["event_id"] = json!(event_id);
+    v
 }
 
 #[derive(Debug, PartialEq, sqlx::FromRow)]
@@ -201,13 +121,9 @@ async fn step_count(pool: &PgPool, e: Enrollment, step: Uuid, status: &str) -> O
     .unwrap()
 }
 
-async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
-}
-
 #[sqlx::test(migrations = "../migrations")]
 async fn an_activity_is_stored_once_moves_its_enrollment_and_is_pushed(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let e = Enrollment::new(Uuid::new_v4());
     let (step1, step2) = (Uuid::new_v4(), Uuid::new_v4());
     let (sent, opened) = (Uuid::new_v4(), Uuid::new_v4());
@@ -216,7 +132,7 @@ async fn an_activity_is_stored_once_moves_its_enrollment_and_is_pushed(pool: PgP
         activity(e, opened, step2, "opened", at(60)),
     ];
 
-    let outcome = feed.send_events(&batch).await;
+    let outcome = feed.send(&batch).await;
     assert_eq!(
         (outcome.applied, outcome.duplicates, outcome.rejected),
         (2, 0, 0)
@@ -263,7 +179,7 @@ async fn an_activity_is_stored_once_moves_its_enrollment_and_is_pushed(pool: PgP
     assert_eq!(pushed[1]["data"]["step_id"], step2.to_string());
 
     // The same events again (a producer retry) change nothing and push nothing.
-    let again = feed.send_events(&batch).await;
+    let again = feed.send(&batch).await;
     assert_eq!((again.applied, again.duplicates), (0, 2));
     assert_eq!(
         count(&pool, "SELECT count(*) FROM campaign_lead_activities").await,
@@ -275,7 +191,7 @@ async fn an_activity_is_stored_once_moves_its_enrollment_and_is_pushed(pool: PgP
 
 #[sqlx::test(migrations = "../migrations")]
 async fn the_enrollment_converges_whatever_the_arrival_order(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let tenant = Uuid::new_v4();
     let steps = [
         Uuid::new_v4(),
@@ -302,17 +218,17 @@ async fn the_enrollment_converges_whatever_the_arrival_order(pool: PgPool) {
     let forward = Enrollment::new(tenant);
     let (events, forward_winner) = history(forward);
     for ev in events {
-        feed.send_events(&[ev]).await;
+        feed.send(&[ev]).await;
     }
     let backward = Enrollment::new(tenant);
     let (mut events, backward_winner) = history(backward);
     events.reverse();
     for ev in events {
-        feed.send_events(&[ev]).await;
+        feed.send(&[ev]).await;
     }
     let together = Enrollment::new(tenant);
     let (events, together_winner) = history(together);
-    feed.send_events(&events).await;
+    feed.send(&events).await;
 
     for (e, winner) in [
         (forward, forward_winner),
@@ -339,7 +255,7 @@ async fn the_enrollment_converges_whatever_the_arrival_order(pool: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn step_stats_count_every_activity_once_and_push_the_running_total(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let tenant = Uuid::new_v4();
     let first = Enrollment::new(tenant);
     let second = Enrollment {
@@ -354,13 +270,13 @@ async fn step_stats_count_every_activity_once_and_push_the_running_total(pool: P
         activity(first, Uuid::new_v4(), step, "opened", at(2)),
     ];
     let repeated = one[1].clone();
-    feed.send_events(&one).await;
+    feed.send(&one).await;
     let two = [
         activity(second, Uuid::new_v4(), step, "opened", at(3)),
         repeated,
         activity(second, Uuid::new_v4(), step, "sent", at(4)),
     ];
-    let outcome = feed.send_events(&two).await;
+    let outcome = feed.send(&two).await;
     assert_eq!((outcome.applied, outcome.duplicates), (2, 1));
 
     assert_eq!(step_count(&pool, first, step, "sent").await, Some(3));
@@ -399,7 +315,7 @@ async fn step_stats_count_every_activity_once_and_push_the_running_total(pool: P
 
 #[sqlx::test(migrations = "../migrations")]
 async fn an_activity_contradicting_its_stored_enrollment_is_dead_lettered(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let owner = Enrollment::new(Uuid::new_v4());
     sqlx::query(
         "INSERT INTO campaign_leads (id, tenant_id, campaign_id, lead_id) VALUES ($1, $2, $3, $4)",
@@ -425,7 +341,7 @@ async fn an_activity_contradicting_its_stored_enrollment_is_dead_lettered(pool: 
     };
     let step = Uuid::new_v4();
     let outcome = feed
-        .send_events(&[
+        .send(&[
             activity(other_tenant, Uuid::new_v4(), step, "sent", at(0)),
             activity(other_campaign, Uuid::new_v4(), step, "sent", at(0)),
             activity(other_lead, Uuid::new_v4(), step, "sent", at(0)),
@@ -474,7 +390,7 @@ async fn an_activity_contradicting_its_stored_enrollment_is_dead_lettered(pool: 
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_paused_enrollment_shows_its_latest_step_but_keeps_its_status(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let e = Enrollment::new(Uuid::new_v4());
     sqlx::query(
         "INSERT INTO campaign_leads (id, tenant_id, campaign_id, lead_id, status, enrolled_at)
@@ -489,7 +405,7 @@ async fn a_paused_enrollment_shows_its_latest_step_but_keeps_its_status(pool: Pg
     .await
     .unwrap();
     let step = Uuid::new_v4();
-    feed.send_events(&[activity(e, Uuid::new_v4(), step, "replied", at(0))])
+    feed.send(&[activity(e, Uuid::new_v4(), step, "replied", at(0))])
         .await;
     let row = enrollment(&pool, e.id).await;
     assert_eq!(row.status, "paused");
@@ -504,7 +420,7 @@ async fn a_paused_enrollment_shows_its_latest_step_but_keeps_its_status(pool: Pg
 
 #[sqlx::test(migrations = "../migrations")]
 async fn poison_records_are_dead_lettered_and_the_batch_goes_on(pool: PgPool) {
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let e = Enrollment::new(Uuid::new_v4());
     let step = Uuid::new_v4();
     let mut bad_status = activity(e, Uuid::new_v4(), step, "sent", at(0));
@@ -512,14 +428,15 @@ async fn poison_records_are_dead_lettered_and_the_batch_goes_on(pool: PgPool) {
     let mut wrong_type = activity(e, Uuid::new_v4(), step, "sent", at(0));
     wrong_type["type"] = json!("call.ended");
     let good = activity(e, Uuid::new_v4(), step, "delivered", at(1));
-    let outcome = feed
-        .send(vec![
+    let (ephemeral, outcome) = feed
+        .send_payloads(vec![
             b"{not json".to_vec(),
             serde_json::to_vec(&bad_status).unwrap(),
             serde_json::to_vec(&good).unwrap(),
             serde_json::to_vec(&wrong_type).unwrap(),
         ])
         .await;
+    assert!(ephemeral.is_empty(), "campaign activity is always stored");
     assert_eq!((outcome.applied, outcome.rejected), (1, 3));
 
     let letters: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(

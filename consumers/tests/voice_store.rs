@@ -2,94 +2,50 @@
 //! `BatchApplier` (decode → apply in one transaction), then the rows,
 //! aggregates, billing chain, outbox and dead letters it left.
 
+mod common;
+
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
-use lad_consumers::pipeline::{BatchApplier, BatchOutcome, PipelineConfig, RawRecord};
+use common::{envelope, Feed};
 use lad_consumers::voice::VoiceDomain;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
 
-struct Feed {
-    applier: BatchApplier<VoiceDomain>,
-    next_offset: i64,
-}
-
-impl Feed {
-    fn new(pool: PgPool) -> Feed {
-        let cfg = PipelineConfig {
-            group: "voice-test".into(),
-            topic: "lad.voice.call-events.v1".into(),
-            live_topic: "lad.live.v1".into(),
-            dead_letter_topic: "lad.dead-letters.v1".into(),
-            batch_max: 1000,
-            batch_wait: Duration::from_millis(10),
-        };
-        Feed {
-            applier: BatchApplier::new(Arc::new(VoiceDomain), pool, Arc::new(cfg)),
-            next_offset: 0,
-        }
-    }
-
-    async fn send(&mut self, values: &[Value]) -> BatchOutcome {
-        let records: Vec<RawRecord> = values
-            .iter()
-            .map(|v| {
-                self.next_offset += 1;
-                RawRecord {
-                    partition: 0,
-                    offset: self.next_offset - 1,
-                    key: None,
-                    payload: Some(serde_json::to_vec(v).unwrap()),
-                }
-            })
-            .collect();
-        let decoded = self.applier.decode(&records);
-        self.applier
-            .apply(&records, decoded, &HashMap::new())
-            .await
-            .expect("batch applies")
-    }
+fn feed(pool: &PgPool) -> Feed<VoiceDomain> {
+    Feed::new(VoiceDomain, pool.clone(), "lad.voice.call-events.v1", None)
 }
 
 fn at(minutes: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 23, 58, 0).unwrap() + Span::minutes(minutes)
 }
 
-fn event(kind: &str, tenant: Uuid, when: DateTime<Utc>, data: Value) -> Value {
-    json!({"event_id": Uuid::new_v4(), "type": kind, "tenant_id": tenant,
-           "occurred_at": when.to_rfc3339(), "data": data})
-}
-
 fn lifecycle(tenant: Uuid, call: Uuid, agent: Uuid, cost: &str) -> Vec<Value> {
     vec![
-        event(
-            "call.started",
+        envelope(
             tenant,
+            "call.started",
             at(0),
             json!({"call_id": call, "agent_id": agent,
             "direction": "outbound", "from_number": "+1", "to_number": "+2"}),
         ),
-        event("call.answered", tenant, at(1), json!({"call_id": call})),
-        event(
-            "call.transcript",
+        envelope(tenant, "call.answered", at(1), json!({"call_id": call})),
+        envelope(
             tenant,
+            "call.transcript",
             at(2),
             json!({"call_id": call, "seq": 0, "speaker": "agent", "text": "hi"}),
         ),
-        event(
-            "call.ended",
+        envelope(
             tenant,
+            "call.ended",
             at(3),
             json!({"call_id": call, "status": "completed",
             "duration_seconds": 120, "cost": cost}),
         ),
-        event(
-            "call.analyzed",
+        envelope(
             tenant,
+            "call.analyzed",
             at(4),
             json!({"call_id": call, "sentiment": "positive",
             "lead_category": "hot"}),
@@ -121,7 +77,7 @@ async fn call_row(pool: &PgPool, call: Uuid) -> (String, DateTime<Utc>, Option<D
 async fn reversed_arrival_across_batches_converges_to_the_in_order_result(pool: PgPool) {
     let (tenant, agent) = (Uuid::new_v4(), Uuid::new_v4());
     let (in_order, reversed) = (Uuid::new_v4(), Uuid::new_v4());
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     feed.send(&lifecycle(tenant, in_order, agent, "1.25")).await;
     let mut back = lifecycle(tenant, reversed, agent, "1.25");
     back.reverse();
@@ -153,7 +109,7 @@ async fn duplicates_change_nothing_and_the_call_is_charged_once(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap();
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let events = lifecycle(tenant, call, agent, "0.75");
     let first = feed.send(&events).await;
     assert_eq!(first.applied, 5);
@@ -198,13 +154,13 @@ async fn another_tenants_event_for_a_call_is_dead_lettered_and_the_batch_goes_on
         Uuid::new_v4(),
         Uuid::new_v4(),
     );
-    let mut feed = Feed::new(pool.clone());
+    let mut feed = feed(&pool);
     let mut events = lifecycle(tenant, call, agent, "0");
     events.insert(
         2,
-        event(
-            "call.ended",
+        envelope(
             intruder,
+            "call.ended",
             at(2),
             json!({"call_id": call, "status": "failed",
         "duration_seconds": 1, "cost": "5"}),

@@ -299,6 +299,7 @@ async fn copy_same_rows(src: &PgPool, postgres: &str) -> anyhow::Result<(u64, f6
         "voice_call_transcripts",
         "voice_call_analysis",
         "voice_call_stats_daily",
+        "billing_wallets",
         "billing_usage_events",
         "billing_ledger_transactions",
         "hub_processed_events",

@@ -19,6 +19,7 @@ use crate::gateway::replies::{Delta, Replies};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use lad_consumers::live::Channel;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -341,14 +342,9 @@ impl ChannelRegistry {
             match &*rec.kind {
                 AI_DELTA => return self.dispatch_delta(position, rec, channel, user_id),
                 AI_COMPLETED => {
-                    let Ok(done) = serde_json::from_str::<CompletedData>(rec.data.get()) else {
-                        dropped("malformed");
+                    let Some(done) = ai_data(rec, user_id, |d: &CompletedData| d.user_id) else {
                         return 0;
                     };
-                    if done.user_id != user_id {
-                        dropped("user_mismatch");
-                        return 0;
-                    }
                     self.lock_completed().insert(done.message_id);
                     let Some(mut st) = self.channels.get_mut(&channel) else {
                         return 0;
@@ -386,18 +382,10 @@ impl ChannelRegistry {
                 return 0;
             }
         }
-        let frame = protocol::message(
-            rec.id.as_deref(),
-            rec.tenant_id,
-            &rec.channel,
-            &rec.kind,
-            position,
-            rec.data,
-        );
         let entry = Entry {
             position: position.into(),
             other_id: other_id.map(Into::into),
-            frame: frame.into(),
+            frame: frame(rec, position),
         };
         st.publish(entry, self.ring_capacity, self.pending_capacity)
     }
@@ -409,27 +397,14 @@ impl ChannelRegistry {
         channel: Channel,
         user_id: Uuid,
     ) -> usize {
-        let Ok(d) = serde_json::from_str::<DeltaData>(rec.data.get()) else {
-            dropped("malformed");
+        let Some(d) = ai_data(rec, user_id, |d: &DeltaData| d.user_id) else {
             return 0;
         };
-        if d.user_id != user_id {
-            dropped("user_mismatch");
-            return 0;
-        }
         if self.lock_completed().contains(&d.message_id) {
             dropped("repeat");
             return 0;
         }
-        let frame: Utf8Bytes = protocol::message(
-            rec.id.as_deref(),
-            rec.tenant_id,
-            &rec.channel,
-            &rec.kind,
-            position,
-            rec.data,
-        )
-        .into();
+        let frame = frame(rec, position);
         // Created even with no subscriber: a late one starts from the text so far.
         let mut state = self
             .channels
@@ -498,6 +473,37 @@ impl ChannelRegistry {
 
 fn dropped(reason: &'static str) {
     metrics::counter!("lad_live_records_dropped_total", "reason" => reason).increment(1);
+}
+
+/// The `message` frame of a live record at `position`.
+fn frame(rec: &LiveRecord<'_>, position: &str) -> Utf8Bytes {
+    protocol::message(
+        rec.id.as_deref(),
+        rec.tenant_id,
+        &rec.channel,
+        &rec.kind,
+        position,
+        rec.data,
+    )
+    .into()
+}
+
+/// The data of an assistant record on `user_id`'s channel; `None`, counted
+/// as dropped, when it does not parse or names another user.
+fn ai_data<T: DeserializeOwned>(
+    rec: &LiveRecord<'_>,
+    user_id: Uuid,
+    user_of: fn(&T) -> Uuid,
+) -> Option<T> {
+    let Ok(data) = serde_json::from_str::<T>(rec.data.get()) else {
+        dropped("malformed");
+        return None;
+    };
+    if user_of(&data) != user_id {
+        dropped("user_mismatch");
+        return None;
+    }
+    Some(data)
 }
 
 #[cfg(test)]

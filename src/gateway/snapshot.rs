@@ -4,7 +4,10 @@
 //! Assistant channels are answered from memory by the registry instead.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use lad_consumers::campaigns::store::{StepStatRow, STEP_STAT_COLUMNS};
 use lad_consumers::live::Channel;
+use lad_consumers::voice;
+use lad_consumers::voice::store::{StatsRow, CALL_COLUMNS, STATS_COLUMNS};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -17,47 +20,23 @@ pub const IN_PROGRESS_LIMIT: i64 = 500;
 /// keeps a corrupt stream from building a frame of unbounded size.
 pub const TRANSCRIPT_LIMIT: i64 = 20_000;
 
+/// A `voice_call_stats_daily` row as `call.stats` pushes it, and when it last changed.
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct CallStatsRow {
-    pub tenant_id: Uuid,
-    pub day: NaiveDate,
-    pub agent_id: Uuid,
-    pub calls_started: i64,
-    pub calls_answered: i64,
-    pub calls_completed: i64,
-    pub calls_failed: i64,
-    pub total_duration_seconds: i64,
-    pub total_cost: Decimal,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub stats: StatsRow,
     pub updated_at: DateTime<Utc>,
 }
 
+/// A `voice_call_logs` row as `call.updated` pushes it, and when it last changed.
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct CallRow {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub agent_id: Option<Uuid>,
-    pub lead_id: Option<Uuid>,
-    pub batch_id: Option<Uuid>,
-    pub initiated_by_user_id: Option<Uuid>,
-    pub direction: Option<String>,
-    pub from_number: Option<String>,
-    pub to_number: Option<String>,
-    pub status: String,
-    pub started_at: Option<DateTime<Utc>>,
-    pub answered_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub duration_seconds: Option<i32>,
-    pub cost: Option<Decimal>,
-    pub currency: String,
-    pub recording_url: Option<String>,
-    pub created_at: DateTime<Utc>,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub call: voice::apply::CallRow,
     pub updated_at: DateTime<Utc>,
 }
-
-const CALL_COLUMNS: &str =
-    "id, tenant_id, agent_id, lead_id, batch_id, initiated_by_user_id, direction, \
-     from_number, to_number, status, started_at, answered_at, ended_at, duration_seconds, cost, \
-     currency, recording_url, created_at, updated_at";
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct TranscriptLine {
@@ -66,16 +45,6 @@ pub struct TranscriptLine {
     pub speaker: String,
     pub text: String,
     pub occurred_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct StepStatsRow {
-    pub tenant_id: Uuid,
-    pub campaign_id: Uuid,
-    pub step_id: Uuid,
-    pub status: String,
-    pub count: i64,
-    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -119,19 +88,18 @@ pub async fn load(pool: &PgPool, channel: &Channel) -> Result<Value, sqlx::Error
 }
 
 async fn calls(pool: &PgPool, tenant_id: Uuid, day: NaiveDate) -> Result<Value, sqlx::Error> {
-    let stats: Vec<CallStatsRow> = sqlx::query_as(
-        "SELECT tenant_id, day, agent_id, calls_started, calls_answered, calls_completed,
-                calls_failed, total_duration_seconds, total_cost, updated_at
+    let stats: Vec<CallStatsRow> = sqlx::query_as(&format!(
+        "SELECT {STATS_COLUMNS}, updated_at
          FROM voice_call_stats_daily
          WHERE tenant_id = $1 AND day = $2
-         ORDER BY agent_id",
-    )
+         ORDER BY agent_id"
+    ))
     .bind(tenant_id)
     .bind(day)
     .fetch_all(pool)
     .await?;
     let in_progress: Vec<CallRow> = sqlx::query_as(&format!(
-        "SELECT {CALL_COLUMNS} FROM voice_call_logs
+        "SELECT {CALL_COLUMNS}, updated_at FROM voice_call_logs
          WHERE tenant_id = $1 AND ended_at IS NULL AND deleted_at IS NULL
          ORDER BY created_at DESC
          LIMIT $2"
@@ -145,7 +113,7 @@ async fn calls(pool: &PgPool, tenant_id: Uuid, day: NaiveDate) -> Result<Value, 
 
 async fn call(pool: &PgPool, tenant_id: Uuid, call_id: Uuid) -> Result<Value, sqlx::Error> {
     let row: Option<CallRow> = sqlx::query_as(&format!(
-        "SELECT {CALL_COLUMNS} FROM voice_call_logs
+        "SELECT {CALL_COLUMNS}, updated_at FROM voice_call_logs
          WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
          ORDER BY created_at DESC
          LIMIT 1"
@@ -170,12 +138,12 @@ async fn call(pool: &PgPool, tenant_id: Uuid, call_id: Uuid) -> Result<Value, sq
 }
 
 async fn campaign(pool: &PgPool, tenant_id: Uuid, campaign_id: Uuid) -> Result<Value, sqlx::Error> {
-    let stats: Vec<StepStatsRow> = sqlx::query_as(
-        "SELECT tenant_id, campaign_id, step_id, status, count, updated_at
+    let stats: Vec<StepStatRow> = sqlx::query_as(&format!(
+        "SELECT {STEP_STAT_COLUMNS}
          FROM campaign_step_stats
          WHERE tenant_id = $1 AND campaign_id = $2
-         ORDER BY step_id, status",
-    )
+         ORDER BY step_id, status"
+    ))
     .bind(tenant_id)
     .bind(campaign_id)
     .fetch_all(pool)

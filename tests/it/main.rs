@@ -1,6 +1,7 @@
 //! One test binary: every test against the real Postgres (its own database)
 //! and the real broker (its own topics).
 
+mod ai;
 mod billing;
 mod campaigns;
 mod gateway;

@@ -79,6 +79,33 @@ async fn stored_stats(pool: &PgPool) -> BTreeMap<StatsKey, Stats> {
         .collect()
 }
 
+/// Waits (at most `secs`) until the stored aggregates equal one clean run of `calls`.
+async fn await_reference_stats(
+    pool: &PgPool,
+    calls: &[(CallScript, DateTime<Utc>)],
+    step: ChronoDuration,
+    secs: u64,
+    what: &str,
+) {
+    let expected = reference(calls, step);
+    eventually(secs, what, || async {
+        (stored_stats(pool).await == expected).then_some(())
+    })
+    .await;
+}
+
+/// Every scripted transcript line is stored, once.
+async fn assert_transcripts_stored(pool: &PgPool, calls: &[(CallScript, DateTime<Utc>)]) {
+    let lines: i64 = calls
+        .iter()
+        .map(|(c, _)| i64::from(c.transcript_lines))
+        .sum();
+    assert_eq!(
+        count(pool, "SELECT count(*) FROM voice_call_transcripts").await,
+        lines
+    );
+}
+
 /// Calls starting around UTC midnight (so steps fall on two days), some
 /// with their events in reverse order (a late `call.started`).
 fn scripted_calls(
@@ -138,11 +165,7 @@ async fn voice_events_become_rows_aggregates_and_pushes_for_their_tenant_only(po
     let producer = producer(false);
     produce(&producer, &topics.voice(), &events).await;
 
-    let expected = reference(&calls, step);
-    eventually(60, "aggregates equal the reference", || async {
-        (stored_stats(&pool).await == expected).then_some(())
-    })
-    .await;
+    await_reference_stats(&pool, &calls, step, 60, "aggregates equal the reference").await;
     let rows: Vec<(Uuid, String, Option<Uuid>, Option<Decimal>)> =
         sqlx::query_as("SELECT id, status, agent_id, cost FROM voice_call_logs")
             .fetch_all(&pool)
@@ -163,14 +186,7 @@ async fn voice_events_become_rows_aggregates_and_pushes_for_their_tenant_only(po
         count(&pool, "SELECT count(*) FROM voice_call_analysis").await,
         analyzed
     );
-    let lines: i64 = calls
-        .iter()
-        .map(|(c, _)| i64::from(c.transcript_lines))
-        .sum();
-    assert_eq!(
-        count(&pool, "SELECT count(*) FROM voice_call_transcripts").await,
-        lines
-    );
+    assert_transcripts_stored(&pool, &calls).await;
 
     // The pushes: tenant A sees every call's final row; tenant B sees nothing.
     let finals = |msgs: &[serde_json::Value]| {
@@ -268,11 +284,7 @@ async fn poison_records_are_dead_lettered_and_everything_valid_is_applied(pool: 
     records.extend(poison_iter.map(|(k, p, _)| (k.clone(), p.clone())));
     produce_raw(&producer(false), &topics.voice(), &records).await;
 
-    let expected = reference(&calls, step);
-    eventually(60, "valid events applied", || async {
-        (stored_stats(&pool).await == expected).then_some(())
-    })
-    .await;
+    await_reference_stats(&pool, &calls, step, 60, "valid events applied").await;
     let letters: Vec<(String, String, Option<Vec<u8>>)> =
         eventually(30, "dead letters", || async {
             let rows: Vec<(String, String, Option<Vec<u8>>)> = sqlx::query_as(
@@ -339,11 +351,7 @@ async fn killing_the_hub_mid_stream_changes_nothing_in_the_result(pool: PgPool) 
     }
     feeder.await.expect("feeder");
 
-    let expected = reference(&calls, step);
-    eventually(120, "aggregates equal one clean run", || async {
-        (stored_stats(&pool).await == expected).then_some(())
-    })
-    .await;
+    await_reference_stats(&pool, &calls, step, 120, "aggregates equal one clean run").await;
     assert_eq!(
         count(&pool, "SELECT count(*) FROM voice_call_logs").await,
         calls.len() as i64
@@ -352,14 +360,7 @@ async fn killing_the_hub_mid_stream_changes_nothing_in_the_result(pool: PgPool) 
         count(&pool, "SELECT count(*) FROM hub_processed_events").await,
         total_events as i64
     );
-    let lines: i64 = calls
-        .iter()
-        .map(|(c, _)| i64::from(c.transcript_lines))
-        .sum();
-    assert_eq!(
-        count(&pool, "SELECT count(*) FROM voice_call_transcripts").await,
-        lines
-    );
+    assert_transcripts_stored(&pool, &calls).await;
     let wrong: i64 = count(
         &pool,
         "SELECT count(*) FROM voice_call_logs WHERE ended_at IS NULL OR started_at IS NULL",

@@ -55,7 +55,7 @@ pub fn completed(events: &[Accepted<AiEvent>]) -> Vec<Completed<'_>> {
 }
 
 /// Who a conversation belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct Conversation {
     pub tenant_id: Uuid,
     pub user_id: Uuid,

@@ -36,6 +36,10 @@ impl Domain for AiDomain {
         apply_batch(conn, events, fx)
     }
 
+    fn streams_ephemeral(&self) -> bool {
+        true
+    }
+
     fn take_ephemeral(&self, events: &mut Vec<Accepted<AiEvent>>) -> Vec<Ephemeral> {
         apply::take_deltas(events)
             .iter()

@@ -2,29 +2,19 @@
 //! caller's transaction.
 
 use super::apply::{Completed, Conversation, ConversationBump, NewConversation, StoredReply};
+use crate::store_util::lock_by_id;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
-/// Locks the stored conversations among `ids` (sorted, so two batches lock
-/// in the same order) and returns who owns each; the locks keep the
-/// ownership check true until commit.
+/// Locks the stored conversations among `ids` and returns who owns each;
+/// the locks keep the ownership check true until commit.
 pub async fn lock_conversations(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Conversation>, sqlx::Error> {
-    let rows: Vec<(Uuid, Uuid, Uuid)> = sqlx::query_as(
-        "SELECT id, tenant_id, user_id FROM ai_conversations
-         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-    )
-    .bind(ids)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, tenant_id, user_id)| (id, Conversation { tenant_id, user_id }))
-        .collect())
+    lock_by_id(conn, "ai_conversations", "id, tenant_id, user_id", ids).await
 }
 
 /// Creates the conversations that do not exist yet: a reply may be the

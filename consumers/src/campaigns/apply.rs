@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// Who an enrollment (`campaign_leads` row) belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct Enrollment {
     pub tenant_id: Uuid,
     pub campaign_id: Uuid,

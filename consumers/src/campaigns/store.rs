@@ -4,38 +4,27 @@
 use super::apply::{Enrollment, EnrollmentHead, StepStatKey, StoredActivity, DERIVED_STATUSES};
 use super::event::Activity;
 use crate::pipeline::Accepted;
+use crate::store_util::lock_by_id;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sqlx::PgConnection;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
-/// Locks the stored enrollments among `ids` (sorted, so two batches lock in
-/// the same order) and returns who owns each. Holding the locks until commit
-/// keeps the ownership check true while the batch writes.
+/// Locks the stored enrollments among `ids` and returns who owns each.
+/// Holding the locks until commit keeps the ownership check true while the
+/// batch writes.
 pub async fn lock_enrollments(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Enrollment>, sqlx::Error> {
-    let rows: Vec<(Uuid, Uuid, Uuid, Uuid)> = sqlx::query_as(
-        "SELECT id, tenant_id, campaign_id, lead_id FROM campaign_leads
-         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    lock_by_id(
+        conn,
+        "campaign_leads",
+        "id, tenant_id, campaign_id, lead_id",
+        ids,
     )
-    .bind(ids)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, tenant_id, campaign_id, lead_id)| {
-            (
-                id,
-                Enrollment {
-                    tenant_id,
-                    campaign_id,
-                    lead_id,
-                },
-            )
-        })
-        .collect())
+    .await
 }
 
 /// Stores each activity once (`event_id` is unique) and returns the ones
@@ -205,8 +194,11 @@ pub async fn upsert_enrollments(
     Ok(())
 }
 
+/// The columns of a [`StepStatRow`], in its field order.
+pub const STEP_STAT_COLUMNS: &str = "tenant_id, campaign_id, step_id, status, count, updated_at";
+
 /// A `campaign_step_stats` row after this batch's upsert.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct StepStatRow {
     pub tenant_id: Uuid,
     pub campaign_id: Uuid,
@@ -239,24 +231,25 @@ pub async fn add_step_stats(
         statuses.push(k.status);
         counts.push(*count);
     }
-    let mut rows: Vec<StepStatRow> = sqlx::query_as(
-        "INSERT INTO campaign_step_stats AS s (tenant_id, campaign_id, step_id, status, count, updated_at)
+    let sql = format!(
+        "INSERT INTO campaign_step_stats AS s ({STEP_STAT_COLUMNS})
          SELECT u.*, $6
          FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[])
               AS u(tenant_id, campaign_id, step_id, status, count)
          ORDER BY 1, 2, 3, 4
          ON CONFLICT (tenant_id, campaign_id, step_id, status) DO UPDATE
            SET count = s.count + EXCLUDED.count, updated_at = EXCLUDED.updated_at
-         RETURNING tenant_id, campaign_id, step_id, status, count, updated_at",
-    )
-    .bind(&tenant_ids)
-    .bind(&campaign_ids)
-    .bind(&step_ids)
-    .bind(&statuses)
-    .bind(&counts)
-    .bind(now)
-    .fetch_all(conn)
-    .await?;
+         RETURNING {STEP_STAT_COLUMNS}"
+    );
+    let mut rows: Vec<StepStatRow> = sqlx::query_as(&sql)
+        .bind(&tenant_ids)
+        .bind(&campaign_ids)
+        .bind(&step_ids)
+        .bind(&statuses)
+        .bind(&counts)
+        .bind(now)
+        .fetch_all(conn)
+        .await?;
     // RETURNING promises no order; the live stream should be deterministic.
     rows.sort_by(|a, b| {
         (a.tenant_id, a.campaign_id, a.step_id, &a.status).cmp(&(

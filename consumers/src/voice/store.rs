@@ -3,6 +3,7 @@
 
 use super::apply::{CallRow, StatsDelta, StatsKey};
 use super::event::{Analysis, TranscriptLine};
+use crate::store_util::lock_by_id;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -10,7 +11,8 @@ use sqlx::PgConnection;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
-const CALL_COLUMNS: &str = "id, tenant_id, agent_id, lead_id, batch_id, initiated_by_user_id, \
+/// The columns of a [`CallRow`], in its field order.
+pub const CALL_COLUMNS: &str = "id, tenant_id, agent_id, lead_id, batch_id, initiated_by_user_id, \
     direction, from_number, to_number, status, started_at, answered_at, ended_at, \
     duration_seconds, cost, currency, recording_url, created_at";
 
@@ -20,15 +22,7 @@ pub async fn lock_calls(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, CallRow>, sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let sql = format!(
-        "SELECT {CALL_COLUMNS} FROM voice_call_logs WHERE id = ANY($1) \
-         ORDER BY id FOR UPDATE"
-    );
-    let rows: Vec<CallRow> = sqlx::query_as(&sql).bind(ids).fetch_all(conn).await?;
-    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+    lock_by_id(conn, "voice_call_logs", CALL_COLUMNS, ids).await
 }
 
 /// Column arrays of a set of call rows, bound in the order of [`CALL_COLUMNS`].
@@ -153,6 +147,10 @@ pub async fn update_calls(
     Ok(())
 }
 
+/// The columns of a [`StatsRow`], in its field order.
+pub const STATS_COLUMNS: &str = "tenant_id, day, agent_id, calls_started, calls_answered, \
+    calls_completed, calls_failed, total_duration_seconds, total_cost";
+
 /// A `voice_call_stats_daily` row, as stored and as pushed in `call.stats`.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct StatsRow {
@@ -179,9 +177,8 @@ pub async fn add_stats(
         return Ok(Vec::new());
     }
     let col = |f: fn(&StatsDelta) -> i64| changed.iter().map(|(_, d)| f(d)).collect::<Vec<i64>>();
-    sqlx::query_as(
-        "INSERT INTO voice_call_stats_daily AS s (tenant_id, day, agent_id, calls_started,
-            calls_answered, calls_completed, calls_failed, total_duration_seconds, total_cost)
+    let sql = format!(
+        "INSERT INTO voice_call_stats_daily AS s ({STATS_COLUMNS})
          SELECT * FROM UNNEST($1::uuid[], $2::date[], $3::uuid[], $4::int8[], $5::int8[],
             $6::int8[], $7::int8[], $8::int8[], $9::numeric[])
          ON CONFLICT (tenant_id, day, agent_id) DO UPDATE SET
@@ -192,25 +189,25 @@ pub async fn add_stats(
             total_duration_seconds = s.total_duration_seconds + EXCLUDED.total_duration_seconds,
             total_cost = s.total_cost + EXCLUDED.total_cost,
             updated_at = now()
-         RETURNING tenant_id, day, agent_id, calls_started, calls_answered, calls_completed,
-            calls_failed, total_duration_seconds, total_cost",
-    )
-    .bind(changed.iter().map(|(k, _)| k.tenant_id).collect::<Vec<_>>())
-    .bind(changed.iter().map(|(k, _)| k.day).collect::<Vec<_>>())
-    .bind(changed.iter().map(|(k, _)| k.agent_id).collect::<Vec<_>>())
-    .bind(col(|d| d.calls_started))
-    .bind(col(|d| d.calls_answered))
-    .bind(col(|d| d.calls_completed))
-    .bind(col(|d| d.calls_failed))
-    .bind(col(|d| d.total_duration_seconds))
-    .bind(
-        changed
-            .iter()
-            .map(|(_, d)| d.total_cost)
-            .collect::<Vec<_>>(),
-    )
-    .fetch_all(conn)
-    .await
+         RETURNING {STATS_COLUMNS}"
+    );
+    sqlx::query_as(&sql)
+        .bind(changed.iter().map(|(k, _)| k.tenant_id).collect::<Vec<_>>())
+        .bind(changed.iter().map(|(k, _)| k.day).collect::<Vec<_>>())
+        .bind(changed.iter().map(|(k, _)| k.agent_id).collect::<Vec<_>>())
+        .bind(col(|d| d.calls_started))
+        .bind(col(|d| d.calls_answered))
+        .bind(col(|d| d.calls_completed))
+        .bind(col(|d| d.calls_failed))
+        .bind(col(|d| d.total_duration_seconds))
+        .bind(
+            changed
+                .iter()
+                .map(|(_, d)| d.total_cost)
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(conn)
+        .await
 }
 
 /// A stored transcript line.
