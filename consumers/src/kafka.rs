@@ -49,12 +49,24 @@ impl KafkaSettings {
     /// A consumer that never commits on its own: the pipeline's offsets live
     /// in Postgres and Kafka commits only mirror them for lag tooling.
     pub fn consumer_config(&self, group_id: &str) -> ClientConfig {
+        self.consumer_config_waiting(group_id, "5")
+    }
+
+    /// For consumers whose records are pushed to people as they type (the
+    /// assistant's deltas, the live topic): a broker may hold an empty fetch
+    /// for `fetch.wait.max.ms`, and some hold every fetch that long, so
+    /// every hop pays it. Users can still override it.
+    pub fn low_latency_consumer_config(&self, group_id: &str) -> ClientConfig {
+        self.consumer_config_waiting(group_id, "1")
+    }
+
+    fn consumer_config_waiting(&self, group_id: &str, fetch_wait_ms: &str) -> ClientConfig {
         let mut cfg = self.base();
         cfg.set("group.id", group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "5")
+            .set("fetch.wait.max.ms", fetch_wait_ms)
             .set("enable.partition.eof", "false")
             .set("queued.max.messages.kbytes", "32768");
         for (k, v) in self.common.iter().chain(&self.consumer) {

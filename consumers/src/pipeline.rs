@@ -517,9 +517,12 @@ impl<D: Domain> Pipeline<D> {
         cfg: PipelineConfig,
     ) -> Result<Self, KafkaError> {
         let rebalanced = PipelineContext::default();
-        let consumer: PipelineConsumer = kafka
-            .consumer_config(&cfg.group)
-            .create_with_context(rebalanced.clone())?;
+        let client = if domain.streams_ephemeral() {
+            kafka.low_latency_consumer_config(&cfg.group)
+        } else {
+            kafka.consumer_config(&cfg.group)
+        };
+        let consumer: PipelineConsumer = client.create_with_context(rebalanced.clone())?;
         consumer.subscribe(&[&cfg.topic])?;
         let cfg = Arc::new(cfg);
         Ok(Pipeline {

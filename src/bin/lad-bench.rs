@@ -113,8 +113,12 @@ async fn fresh_run(postgres: &str) -> anyhow::Result<Run> {
     Ok(Run { prefix, db_url })
 }
 
+/// `group` names the consumer group: the setup run and the timed run use
+/// different ones, so the timed hub never waits on a member the broker
+/// still remembers from the setup run.
 async fn start_hub(
     run: &Run,
+    group: &str,
     brokers: &str,
     partitions: i32,
     batch_max: usize,
@@ -132,7 +136,7 @@ async fn start_hub(
         "--http-addr",
         "127.0.0.1:0",
         "--consumer-group",
-        &format!("{p}.hub"),
+        &format!("{p}.{group}"),
         "--topic-voice",
         &format!("{p}.voice"),
         "--topic-campaigns",
@@ -226,7 +230,7 @@ async fn ingest(
 
     // The hub creates the topics (and the database) on start; do that first,
     // stop it, then produce everything, then time a fresh start.
-    let hub = start_hub(&run, brokers, partitions, batch_max).await?;
+    let hub = start_hub(&run, "setup", brokers, partitions, batch_max).await?;
     hub.shutdown.cancel();
     hub.wait().await?;
     let pool = PgPoolOptions::new()
@@ -250,7 +254,7 @@ async fn ingest(
     eprintln!("produced {n} events in {produce_secs:.1}s; starting the hub");
 
     let t0 = Instant::now();
-    let hub = start_hub(&run, brokers, partitions, batch_max).await?;
+    let hub = start_hub(&run, "hub", brokers, partitions, batch_max).await?;
     loop {
         let rows: Vec<(i32, Option<i64>)> = sqlx::query_as(
             "SELECT kafka_partition, next_offset FROM hub_consumer_offsets WHERE topic = $1",
@@ -359,7 +363,7 @@ async fn deltas(
     seconds: u64,
 ) -> anyhow::Result<Value> {
     let run = fresh_run(postgres).await?;
-    let hub = start_hub(&run, brokers, 6, 5000).await?;
+    let hub = start_hub(&run, "hub", brokers, 6, 5000).await?;
     let addr = hub.addr;
     let ready = Instant::now();
     while !lad_hub_ready(addr).await {

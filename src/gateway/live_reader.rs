@@ -27,7 +27,7 @@ pub async fn run(
     topic: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut cfg = kafka.consumer_config("lad-hub-gateway");
+    let mut cfg = kafka.low_latency_consumer_config("lad-hub-gateway");
     // Only reached if an assigned offset vanished (retention): skipping
     // ahead is right for live pushes, replaying history is not.
     cfg.set("auto.offset.reset", "latest");
