@@ -279,6 +279,20 @@ pub fn parse_decimal(s: &str) -> Result<Decimal, String> {
     Decimal::from_str(s).map_err(|e| format!("is not a decimal: {e}"))
 }
 
+/// An envelope around `data` with fresh ids, for the domains' decoding tests.
+#[cfg(test)]
+pub(crate) fn test_envelope(event_type: &str, data: Value) -> Envelope {
+    let value = serde_json::json!({
+        "event_id": Uuid::new_v4(),
+        "type": event_type,
+        "tenant_id": Uuid::new_v4(),
+        "occurred_at": "2026-11-25T10:00:00Z",
+        "data": data,
+    });
+    Envelope::decode(Some(&serde_json::to_vec(&value).expect("serializes")))
+        .expect("valid envelope")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,18 +140,8 @@ pub fn decode(envelope: &Envelope) -> Result<Activity, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::test_envelope as envelope;
     use serde_json::{json, Value};
-
-    fn envelope(event_type: &str, data: Value) -> Envelope {
-        let value = json!({
-            "event_id": Uuid::new_v4(),
-            "type": event_type,
-            "tenant_id": Uuid::new_v4(),
-            "occurred_at": "2026-11-25T10:00:00Z",
-            "data": data,
-        });
-        Envelope::decode(Some(&serde_json::to_vec(&value).unwrap())).unwrap()
-    }
 
     fn data() -> Value {
         json!({

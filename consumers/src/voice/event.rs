@@ -118,18 +118,8 @@ impl VoiceEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::test_envelope as envelope;
     use serde_json::json;
-
-    fn envelope(kind: &str, data: serde_json::Value) -> Envelope {
-        let raw = json!({
-            "event_id": Uuid::new_v4(),
-            "type": kind,
-            "tenant_id": Uuid::new_v4(),
-            "occurred_at": "2026-11-25T10:00:00Z",
-            "data": data,
-        });
-        Envelope::decode(Some(raw.to_string().as_bytes())).expect("valid envelope")
-    }
 
     #[test]
     fn decodes_a_started_call_with_optional_fields_absent() {
