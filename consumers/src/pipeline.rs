@@ -539,11 +539,14 @@ impl<D: Domain> Pipeline<D> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), PipelineError> {
         let mut tried_seeks: HashMap<i32, i64> = HashMap::new();
         tracing::info!(topic = %self.cfg.topic, group = %self.cfg.group, "pipeline started");
+        // Records received while the previous batch's transaction ran: the
+        // broker round trips overlap the database work instead of following it.
+        let mut ahead: Vec<RawRecord> = Vec::new();
         loop {
             let polling = Instant::now();
             let records = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                batch = self.poll_batch() => batch,
+                batch = self.poll_batch(std::mem::take(&mut ahead)) => batch,
             };
             let polled = polling.elapsed();
             if self.rebalanced.0.swap(false, Ordering::AcqRel) {
@@ -562,10 +565,27 @@ impl<D: Domain> Pipeline<D> {
                 "batch polled"
             );
 
-            let outcome = self
-                .apply_until_done(&records, decoded, &tried_seeks, &shutdown)
-                .await;
+            let outcome = {
+                let apply = self.apply_until_done(&records, decoded, &tried_seeks, &shutdown);
+                tokio::pin!(apply);
+                loop {
+                    tokio::select! {
+                        outcome = &mut apply => break outcome,
+                        received = self.consumer.recv(), if ahead.len() < self.cfg.batch_max => {
+                            match received {
+                                Ok(m) => self.received(own(&m), &mut ahead),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "kafka receive failed");
+                                    tokio::time::sleep(Duration::from_millis(10)).await;
+                                }
+                            }
+                        }
+                    }
+                }
+            };
             let Some(outcome) = outcome else { break };
+            // A partition sought back is delivered again from the seek.
+            ahead.retain(|r| outcome.reseek.iter().all(|(p, _)| *p != r.partition));
             for (partition, offset) in &outcome.reseek {
                 tracing::warn!(
                     partition,
@@ -636,9 +656,11 @@ impl<D: Domain> Pipeline<D> {
         }
     }
 
-    async fn poll_batch(&self) -> Vec<RawRecord> {
-        let mut batch = Vec::with_capacity(self.cfg.batch_max.min(4096));
-        loop {
+    /// Completes `batch` (records already received) to N records or T ms;
+    /// when it is empty, first waits for one record however long it takes.
+    async fn poll_batch(&self, mut batch: Vec<RawRecord>) -> Vec<RawRecord> {
+        batch.reserve(self.cfg.batch_max.min(4096).saturating_sub(batch.len()));
+        while batch.is_empty() {
             match self.consumer.recv().await {
                 Ok(m) => {
                     self.received(own(&m), &mut batch);
