@@ -107,10 +107,10 @@ struct Run {
     db_url: String,
 }
 
-async fn fresh_run(postgres: &str) -> anyhow::Result<Run> {
+fn fresh_run(postgres: &str) -> Run {
     let prefix = format!("bench{}", Uuid::new_v4().simple());
     let db_url = format!("{postgres}/{prefix}");
-    Ok(Run { prefix, db_url })
+    Run { prefix, db_url }
 }
 
 /// `group` names the consumer group: the setup run and the timed run use
@@ -210,7 +210,7 @@ async fn ingest(
     partitions: i32,
     batch_max: usize,
 ) -> anyhow::Result<Value> {
-    let run = fresh_run(postgres).await?;
+    let run = fresh_run(postgres);
     let topic = format!("{}.voice", run.prefix);
     let tenants: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
     let agents: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
@@ -362,11 +362,11 @@ async fn deltas(
     rate: f64,
     seconds: u64,
 ) -> anyhow::Result<Value> {
-    let run = fresh_run(postgres).await?;
+    let run = fresh_run(postgres);
     let hub = start_hub(&run, "hub", brokers, 6, 5000).await?;
     let addr = hub.addr;
     let ready = Instant::now();
-    while !lad_hub_ready(addr).await {
+    while !lad_hub::http::probe_ready(addr).await {
         anyhow::ensure!(ready.elapsed() < Duration::from_secs(60), "hub not ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -474,20 +474,6 @@ async fn deltas(
         "max_ms": round(lats.last().copied().unwrap_or(f64::NAN)),
         "machine": machine(),
     }))
-}
-
-async fn lad_hub_ready(addr: std::net::SocketAddr) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return false;
-    };
-    let req = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf).await;
-    buf.starts_with(b"HTTP/1.1 200")
 }
 
 fn round(x: f64) -> f64 {

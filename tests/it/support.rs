@@ -154,19 +154,8 @@ impl Hub {
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(mut s) = tokio::net::TcpStream::connect(self.addr).await {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let req = format!(
-                    "GET /readyz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                    self.addr
-                );
-                if s.write_all(req.as_bytes()).await.is_ok() {
-                    let mut buf = Vec::new();
-                    let _ = s.read_to_end(&mut buf).await;
-                    if buf.starts_with(b"HTTP/1.1 200") {
-                        return;
-                    }
-                }
+            if lad_hub::http::probe_ready(self.addr).await {
+                return;
             }
             assert!(Instant::now() < deadline, "hub did not become ready");
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -15,7 +15,7 @@ use event::VoiceEvent;
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgConnection;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
 /// The feature key and idempotency key prefix of the billing chain (contract §3).
@@ -143,7 +143,10 @@ async fn apply_batch(
         fx.push(live::call_stats(&stats));
     }
 
-    let inserted = store::insert_transcripts(conn, &lines).await?;
+    let inserted: HashSet<(Uuid, i32)> = store::insert_transcripts(conn, &lines)
+        .await?
+        .into_iter()
+        .collect();
     let mut pushed: Vec<&store::NewLine<'_>> = lines
         .iter()
         .filter(|l| inserted.contains(&(l.line.call_id, l.line.seq)))
