@@ -10,6 +10,7 @@ use lad_consumers::ai::AiDomain;
 use lad_consumers::billing::BillingDomain;
 use lad_consumers::campaigns::CampaignsDomain;
 use lad_consumers::kafka::{ensure_topics, KafkaSettings};
+use lad_consumers::live::LocalHandoff;
 use lad_consumers::outbox::{Relay, RelayWaker};
 use lad_consumers::pipeline::{Domain, Pipeline, PipelineConfig};
 use lad_consumers::voice::VoiceDomain;
@@ -114,6 +115,15 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let mut tasks = JoinSet::new();
     tasks.spawn(keep_partitions_ahead(pool.clone(), shutdown.clone()));
 
+    let gateway = Gateway::new(
+        pool.clone(),
+        GatewayConfig {
+            queue_capacity: args.ws_queue,
+            ..GatewayConfig::new(args.jwt_secret.clone())
+        },
+        shutdown.clone(),
+    );
+
     if args.runs_consumers() {
         let producer: FutureProducer =
             kafka.producer_config().create().context("kafka producer")?;
@@ -132,6 +142,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             producer: &producer,
             waker: &waker,
             shutdown: &shutdown,
+            local: args.runs_gateway().then(|| gateway.local_handoff()),
         };
         spawn.pipeline(&mut tasks, "voice", &t.topic_voice, VoiceDomain)?;
         spawn.pipeline(&mut tasks, "campaigns", &t.topic_campaigns, CampaignsDomain)?;
@@ -139,14 +150,6 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         spawn.pipeline(&mut tasks, "ai", &t.topic_ai, AiDomain)?;
     }
 
-    let gateway = Gateway::new(
-        pool.clone(),
-        GatewayConfig {
-            queue_capacity: args.ws_queue,
-            ..GatewayConfig::new(args.jwt_secret.clone())
-        },
-        shutdown.clone(),
-    );
     if args.runs_gateway() {
         let (g, k, topic, stop) = (
             gateway.clone(),
@@ -200,6 +203,7 @@ struct PipelineSpawner<'a> {
     producer: &'a FutureProducer,
     waker: &'a RelayWaker,
     shutdown: &'a CancellationToken,
+    local: Option<LocalHandoff>,
 }
 
 impl PipelineSpawner<'_> {
@@ -229,6 +233,10 @@ impl PipelineSpawner<'_> {
             cfg,
         )
         .with_context(|| format!("{name} pipeline"))?;
+        let pipeline = match &self.local {
+            Some(local) => pipeline.with_local_handoff(local.clone()),
+            None => pipeline,
+        };
         let stop = self.shutdown.clone();
         tasks.spawn(async move { pipeline.run(stop).await.map_err(anyhow::Error::from) });
         Ok(())

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A message for one channel, written to the outbox inside the transaction
@@ -27,6 +28,33 @@ impl LiveUpdate {
             kind,
             data,
         }
+    }
+}
+
+/// The gateway of this same process. Ephemeral records (assistant deltas)
+/// are handed to it directly as well as published, so a reply streamed to a
+/// socket on the node that consumes it skips the round trip through
+/// `lad.live.v1`; other nodes still get it from the topic.
+pub trait LocalGateway: Send + Sync {
+    /// Takes one `lad.live.v1` record value. Must not block: it runs on the
+    /// pipeline's task.
+    fn deliver(&self, record: &[u8]);
+}
+
+/// Where a pipeline hands its ephemeral records in-process, and the name it
+/// stamps on them (`origin`) so the same gateway skips its own records when
+/// they come back from the topic.
+#[derive(Clone)]
+pub struct LocalHandoff {
+    pub origin: String,
+    pub gateway: Arc<dyn LocalGateway>,
+}
+
+impl fmt::Debug for LocalHandoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalHandoff")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
     }
 }
 

@@ -9,7 +9,7 @@
 
 use crate::dead_letters::{self, DeadLetter};
 use crate::envelope::{Envelope, Rejection};
-use crate::live::LiveUpdate;
+use crate::live::{LiveUpdate, LocalHandoff};
 use crate::offsets::{self, FenceDecision};
 use crate::outbox::{self, OutboxRecord, RelayWaker};
 use chrono::{DateTime, Utc};
@@ -505,6 +505,7 @@ pub struct Pipeline<D: Domain> {
     producer: FutureProducer,
     waker: RelayWaker,
     cfg: Arc<PipelineConfig>,
+    local: Option<LocalHandoff>,
 }
 
 impl<D: Domain> Pipeline<D> {
@@ -532,7 +533,15 @@ impl<D: Domain> Pipeline<D> {
             producer,
             waker,
             cfg,
+            local: None,
         })
+    }
+
+    /// Also hands ephemeral records to this process's gateway (see
+    /// [`crate::live::LocalGateway`]).
+    pub fn with_local_handoff(mut self, local: LocalHandoff) -> Self {
+        self.local = Some(local);
+        self
     }
 
     /// Runs until `shutdown`; the batch in hand is finished and committed first.
@@ -697,14 +706,10 @@ impl<D: Domain> Pipeline<D> {
 
     fn publish_ephemeral(&self, items: Vec<Ephemeral>) {
         for item in items {
-            let value = json!({
-                "id": item.id,
-                "tenant_id": item.update.tenant_id,
-                "channel": item.update.channel,
-                "type": item.update.kind,
-                "data": item.update.data,
-            });
-            let payload = serde_json::to_vec(&value).expect("JSON values serialize");
+            let payload = ephemeral_record(&item, self.local.as_ref().map(|l| l.origin.as_str()));
+            if let Some(local) = &self.local {
+                local.gateway.deliver(&payload);
+            }
             let key = item.update.tenant_id.to_string();
             let record = FutureRecord::to(&self.cfg.live_topic)
                 .key(&key)
@@ -719,11 +724,58 @@ impl<D: Domain> Pipeline<D> {
     }
 }
 
+/// The `lad.live.v1` value of an ephemeral update (schema:
+/// docs/schemas/live-record.json); `origin` names the process that also
+/// delivered it in-process.
+pub fn ephemeral_record(item: &Ephemeral, origin: Option<&str>) -> Vec<u8> {
+    let mut value = json!({
+        "id": item.id,
+        "tenant_id": item.update.tenant_id,
+        "channel": item.update.channel,
+        "type": item.update.kind,
+        "data": item.update.data,
+    });
+    if let Some(origin) = origin {
+        value["origin"] = origin.into();
+    }
+    serde_json::to_vec(&value).expect("JSON values serialize")
+}
+
 fn own<M: Message>(m: &M) -> RawRecord {
     RawRecord {
         partition: m.partition(),
         offset: m.offset(),
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::Channel;
+    use serde_json::Value;
+
+    #[test]
+    fn ephemeral_records_name_their_origin_only_when_handed_over_in_process() {
+        let tenant_id = Uuid::new_v4();
+        let item = Ephemeral {
+            id: "ai:m:0".into(),
+            update: LiveUpdate::new(
+                Channel::UserAi {
+                    tenant_id,
+                    user_id: Uuid::new_v4(),
+                },
+                "ai.reply.delta",
+                json!({"seq": 0}),
+            ),
+        };
+        let plain: Value = serde_json::from_slice(&ephemeral_record(&item, None)).unwrap();
+        assert_eq!(plain["id"], "ai:m:0");
+        assert_eq!(plain["tenant_id"], json!(tenant_id));
+        assert!(plain.get("origin").is_none());
+        let local: Value = serde_json::from_slice(&ephemeral_record(&item, Some("n1"))).unwrap();
+        assert_eq!(local["origin"], "n1");
+        assert_eq!(local["data"], json!({"seq": 0}));
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! `lad.live.v1` → [`live_reader`] → [`Gateway::dispatch`] → the
 //! [`registry::ChannelRegistry`] → each subscriber's bounded queue → its
-//! [`session`] → the socket.
+//! [`session`] → the socket. Assistant deltas consumed by this same process
+//! skip the topic: the pipeline hands them over in-process
+//! ([`Gateway::local_handoff`]) and the reader drops them when they come back.
 //!
 //! - [`protocol`]: client and server frames (pure).
 //! - [`authz`]: who may subscribe to what (pure, plus one capability query).
@@ -33,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use lad_consumers::kafka::KafkaSettings;
-use lad_consumers::live::Channel;
+use lad_consumers::live::{Channel, LocalGateway, LocalHandoff};
 use record::LiveRecord;
 use registry::ChannelRegistry;
 use serde_json::json;
@@ -43,6 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// The socket's read buffer. Client frames are small requests; a bigger
 /// frame grows the buffer only while it is being read.
@@ -110,6 +113,17 @@ struct Inner {
     ready: AtomicBool,
     connections: AtomicUsize,
     next_conn_id: AtomicU64,
+    /// Stamped on the records this process's pipelines hand over in-process.
+    origin: String,
+}
+
+/// Where a live record reached this gateway from.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    /// Read from `lad.live.v1` at `"{partition}:{offset}"`.
+    Topic(&'a str),
+    /// Handed over by a pipeline of this process.
+    Local,
 }
 
 impl Gateway {
@@ -125,6 +139,7 @@ impl Gateway {
             ready: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             next_conn_id: AtomicU64::new(1),
+            origin: Uuid::new_v4().simple().to_string(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweep_idle_channels(Arc::downgrade(&inner), shutdown));
@@ -154,22 +169,57 @@ impl Gateway {
         self.inner.ready.load(Ordering::Acquire)
     }
 
-    /// Routes one `lad.live.v1` record. `position` is `"{partition}:{offset}"`.
+    /// Routes one record read from `lad.live.v1` at `position`
+    /// (`"{partition}:{offset}"`).
     pub fn dispatch(&self, position: &str, record_value: &[u8]) {
-        metrics::counter!("lad_live_records_total").increment(1);
+        self.route(Source::Topic(position), record_value);
+    }
+
+    /// What a pipeline of this process needs to hand its ephemeral records
+    /// straight to this gateway.
+    pub fn local_handoff(&self) -> LocalHandoff {
+        LocalHandoff {
+            origin: self.inner.origin.clone(),
+            gateway: Arc::new(self.clone()),
+        }
+    }
+
+    fn route(&self, source: Source<'_>, record_value: &[u8]) {
+        let label = match source {
+            Source::Topic(_) => "topic",
+            Source::Local => "local",
+        };
+        metrics::counter!("lad_live_records_total", "source" => label).increment(1);
+        let shown = match source {
+            Source::Topic(position) => position,
+            Source::Local => "in-process",
+        };
         let rec = match LiveRecord::parse(record_value) {
             Ok(rec) => rec,
             Err(e) => {
-                tracing::warn!(error = %e, %position, "unreadable live record dropped");
-                metrics::counter!("lad_live_records_dropped_total", "reason" => "malformed")
-                    .increment(1);
+                tracing::warn!(error = %e, position = %shown, "unreadable live record dropped");
+                registry::dropped("malformed");
                 return;
             }
         };
+        if let Source::Topic(_) = source {
+            if rec.origin.as_deref() == Some(self.inner.origin.as_str()) {
+                // Delivered in-process already, when it was consumed.
+                return;
+            }
+        }
+        let read_at = match source {
+            Source::Topic(position) => Some(position),
+            Source::Local => None,
+        };
+        let Some(position) = rec.position(read_at) else {
+            tracing::warn!(position = %shown, "in-process live record without an id dropped");
+            registry::dropped("malformed");
+            return;
+        };
         let Ok(channel) = rec.channel.parse::<Channel>() else {
             tracing::warn!(channel = %rec.channel, %position, "live record for an unknown channel dropped");
-            metrics::counter!("lad_live_records_dropped_total", "reason" => "unknown_channel")
-                .increment(1);
+            registry::dropped("unknown_channel");
             return;
         };
         // The channel name and the record's tenant must agree, or a bug
@@ -177,8 +227,7 @@ impl Gateway {
         if channel.tenant_id() != rec.tenant_id {
             tracing::error!(channel = %rec.channel, tenant_id = %rec.tenant_id, %position,
                 "live record whose tenant does not own its channel dropped");
-            metrics::counter!("lad_live_records_dropped_total", "reason" => "tenant_mismatch")
-                .increment(1);
+            registry::dropped("tenant_mismatch");
             return;
         }
         let delivered = self.inner.registry.dispatch(position, &rec, channel);
@@ -236,6 +285,12 @@ impl Gateway {
     }
 }
 
+impl LocalGateway for Gateway {
+    fn deliver(&self, record: &[u8]) {
+        self.route(Source::Local, record);
+    }
+}
+
 async fn upgrade(
     State(gw): State<Gateway>,
     uri: Uri,
@@ -284,5 +339,93 @@ async fn sweep_idle_channels(inner: Weak<Inner>, shutdown: CancellationToken) {
         }
         let Some(inner) = inner.upgrade() else { return };
         inner.registry.sweep(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use registry::{Conn, Subscription};
+    use sqlx::postgres::PgPoolOptions;
+
+    fn gateway() -> Gateway {
+        // Never connected: assistant channels are answered from memory.
+        let pool = PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .expect("lazy pool");
+        Gateway::new(pool, GatewayConfig::new("secret"), CancellationToken::new())
+    }
+
+    fn delta(channel: &Channel, user: Uuid, message: Uuid, seq: u64, origin: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "id": format!("ai:{message}:{seq}"), "origin": origin,
+            "tenant_id": channel.tenant_id(), "channel": channel.to_string(),
+            "type": "ai.reply.delta",
+            "data": {"conversation_id": message, "message_id": message, "user_id": user,
+                     "seq": seq, "delta": format!("w{seq} ")},
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn deltas_handed_over_in_process_are_not_delivered_again_from_the_topic() {
+        let gw = gateway();
+        let (tenant_id, user_id, message) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let channel = Channel::UserAi { tenant_id, user_id };
+        let (conn, mut rx) = Conn::new(1, 16);
+        let name = channel.to_string();
+        let sub = gw
+            .registry()
+            .subscribe(&conn, channel, &name, &json!(1), None);
+        assert_eq!(sub, Subscription::Live);
+
+        let local = gw.local_handoff();
+        local
+            .gateway
+            .deliver(&delta(&channel, user_id, message, 0, &local.origin));
+        // The same record read back from lad.live.v1, then one that another
+        // node consumed (its origin is not ours).
+        gw.dispatch("0:7", &delta(&channel, user_id, message, 0, &local.origin));
+        gw.dispatch("0:8", &delta(&channel, user_id, message, 1, "another-node"));
+
+        let mut frames = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            frames.push(serde_json::from_str::<serde_json::Value>(f.as_str()).unwrap());
+        }
+        assert_eq!(frames[0]["op"], "subscribed");
+        let got: Vec<(u64, &str)> = frames[1..]
+            .iter()
+            .map(|f| {
+                (
+                    f["data"]["seq"].as_u64().unwrap(),
+                    f["position"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let at = |seq: u64| format!("ai:{message}:{seq}");
+        assert_eq!(got, vec![(0, at(0).as_str()), (1, at(1).as_str())]);
+    }
+
+    #[tokio::test]
+    async fn in_process_records_must_carry_their_tenant_and_an_id() {
+        let gw = gateway();
+        let (tenant_id, user_id, message) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let channel = Channel::UserAi { tenant_id, user_id };
+        let (conn, mut rx) = Conn::new(1, 16);
+        let name = channel.to_string();
+        gw.registry()
+            .subscribe(&conn, channel, &name, &json!(1), None);
+        assert!(rx.try_recv().is_ok(), "subscribed");
+
+        let mut foreign: serde_json::Value =
+            serde_json::from_slice(&delta(&channel, user_id, message, 0, "n")).unwrap();
+        foreign["tenant_id"] = json!(Uuid::new_v4());
+        gw.deliver(&serde_json::to_vec(&foreign).unwrap());
+        let mut anonymous: serde_json::Value =
+            serde_json::from_slice(&delta(&channel, user_id, message, 0, "n")).unwrap();
+        anonymous.as_object_mut().unwrap().remove("id");
+        gw.deliver(&serde_json::to_vec(&anonymous).unwrap());
+        gw.deliver(b"not json");
+        assert!(rx.try_recv().is_err(), "nothing delivered");
     }
 }

@@ -1,8 +1,10 @@
 //! The value of a `lad.live.v1` record, as the gateway reads it: written by
 //! `lad_consumers::pipeline::live_record` (plus the relay's `id`) or by
-//! `Pipeline::publish_ephemeral` (with an id of its own). `data` stays raw:
-//! the gateway forwards it byte for byte.
+//! `lad_consumers::pipeline::ephemeral_record` (with an id of its own, and
+//! the `origin` of the process that also delivered it in-process). `data`
+//! stays raw: the gateway forwards it byte for byte.
 
+use crate::gateway::dedupe::OutboxId;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -12,6 +14,8 @@ use uuid::Uuid;
 pub struct LiveRecord<'a> {
     #[serde(default, borrow)]
     pub id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub origin: Option<Cow<'a, str>>,
     pub tenant_id: Uuid,
     #[serde(borrow)]
     pub channel: Cow<'a, str>,
@@ -24,6 +28,18 @@ pub struct LiveRecord<'a> {
 impl<'a> LiveRecord<'a> {
     pub fn parse(value: &'a [u8]) -> Result<LiveRecord<'a>, serde_json::Error> {
         serde_json::from_slice(value)
+    }
+
+    /// The record's `position` in its channel's stream. Relayed records are
+    /// placed by where they sit in `lad.live.v1` (`read_at`). Ephemeral ones
+    /// (an id that is not an outbox id) are placed by their id: the same
+    /// delta then has the same position on every node, whether it came
+    /// from the topic or in-process, where it has no offset at all.
+    pub fn position<'p>(&'p self, read_at: Option<&'p str>) -> Option<&'p str> {
+        match self.id.as_deref() {
+            Some(id) if OutboxId::parse(id).is_none() => Some(id),
+            _ => read_at,
+        }
     }
 }
 
@@ -71,6 +87,26 @@ mod tests {
             r#"{"b":1,"a":"\u00e9"}"#,
             "key order and escapes kept"
         );
+    }
+
+    #[test]
+    fn relayed_records_sit_at_their_offset_and_ephemeral_ones_at_their_id() {
+        let t = Uuid::new_v4();
+        let rec =
+            |id: &str| format!(r#"{{{id}"tenant_id":"{t}","channel":"c","type":"t","data":{{}}}}"#);
+        let relayed = rec(r#""id":"12.0","#);
+        let r = LiveRecord::parse(relayed.as_bytes()).unwrap();
+        assert_eq!(r.position(Some("2:40")), Some("2:40"));
+        assert_eq!(
+            r.position(None),
+            None,
+            "a relayed record only has an offset"
+        );
+        let ephemeral = rec(r#""id":"ai:m:3","origin":"n1","#);
+        let r = LiveRecord::parse(ephemeral.as_bytes()).unwrap();
+        assert_eq!(r.position(Some("2:41")), Some("ai:m:3"));
+        assert_eq!(r.position(None), Some("ai:m:3"));
+        assert_eq!(r.origin.as_deref(), Some("n1"));
     }
 
     #[test]

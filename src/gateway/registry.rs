@@ -471,7 +471,8 @@ impl ChannelRegistry {
     }
 }
 
-fn dropped(reason: &'static str) {
+/// Counts a live record not delivered, by why.
+pub(crate) fn dropped(reason: &'static str) {
     metrics::counter!("lad_live_records_dropped_total", "reason" => reason).increment(1);
 }
 

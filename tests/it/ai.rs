@@ -133,6 +133,57 @@ async fn a_streamed_reply_arrives_in_order_and_a_late_subscriber_misses_nothing(
     assert_eq!(rows, 1, "deltas are pushed, never stored");
 }
 
+/// The node that consumes a reply hands its deltas to its own sockets
+/// in-process; a gateway-only node gets them from `lad.live.v1`. Both must
+/// see every delta once, in order, at the same positions.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_reply_streams_to_the_consuming_node_and_to_a_gateway_only_node_alike(pool: PgPool) {
+    let topics = Topics::new();
+    let consuming = Hub::start(&pool, &topics, HubOptions::default()).await;
+    let gateway_only = HubOptions {
+        extra_env: vec![("LAD_ROLE".into(), "gateway".into())],
+        ..HubOptions::default()
+    };
+    let serving = Hub::start(&pool, &topics, gateway_only).await;
+    let reply = Reply {
+        tenant: Uuid::new_v4(),
+        user: Uuid::new_v4(),
+        conversation: Uuid::new_v4(),
+        message: Uuid::new_v4(),
+    };
+    let channel = format!("tenant:{}:user:{}:ai", reply.tenant, reply.user);
+    let tok = token(reply.tenant, reply.user, "member", &[]);
+    let mut here = Client::connect(&consuming.ws_url(&tok)).await;
+    let mut there = Client::connect(&serving.ws_url(&tok)).await;
+    assert_eq!(here.subscribe(&channel).await["op"], "subscribed");
+    assert_eq!(there.subscribe(&channel).await["op"], "subscribed");
+
+    let mut events: Vec<Event> = (0..15).map(|s| reply.delta(s)).collect();
+    events.shuffle(&mut rand::rngs::StdRng::seed_from_u64(11));
+    events.push(reply.delta(4)); // redelivered
+    events.push(reply.completed(&text(0, 15)));
+    produce(&producer(false), &topics.ai(), &events).await;
+
+    let done = |m: &[Value]| m.iter().any(|x| x["type"] == "ai.reply.completed");
+    let at_positions = |msgs: &[Value]| -> Vec<(u64, String)> {
+        msgs.iter()
+            .filter(|m| m["type"] == "ai.reply.delta")
+            .map(|m| {
+                let seq = m["data"]["seq"].as_u64().expect("seq");
+                (seq, m["position"].as_str().expect("position").to_owned())
+            })
+            .collect()
+    };
+    let local = at_positions(&here.messages_until(30, done).await);
+    let remote = at_positions(&there.messages_until(30, done).await);
+    let expected: Vec<(u64, String)> = (0..15)
+        .map(|s| (s, format!("ai:{}:{s}", reply.message)))
+        .collect();
+    assert_eq!(local, expected, "consuming node: each delta once, in order");
+    assert_eq!(remote, expected, "gateway-only node: the same stream");
+    assert!(here.next_frame(1).await.is_none(), "nothing doubled later");
+}
+
 #[sqlx::test(migrations = "./migrations")]
 async fn transcript_lines_are_pushed_on_the_call_channel_in_seq_order(pool: PgPool) {
     let topics = Topics::new();
