@@ -73,15 +73,20 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// Whether the hub at `addr` answers `GET /readyz` with 200: what tests,
 /// benchmarks and deploy scripts wait for before they produce.
 pub async fn probe_ready(addr: std::net::SocketAddr) -> bool {
+    matches!(fetch(addr, "/readyz").await, Some((200, _)))
+}
+
+/// A bare `GET` of one of these endpoints (no HTTP client dependency for a
+/// probe): the status and the body, or `None` if the hub did not answer.
+pub async fn fetch(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return false;
-    };
-    let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response).await;
-    response.starts_with(b"HTTP/1.1 200")
+    stream.read_to_end(&mut response).await.ok()?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
 }

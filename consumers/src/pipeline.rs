@@ -549,11 +549,10 @@ impl<D: Domain> Pipeline<D> {
         let mut tried_seeks: HashMap<i32, i64> = HashMap::new();
         tracing::info!(topic = %self.cfg.topic, group = %self.cfg.group, "pipeline started");
         // Records received while the previous batch's transaction ran: the
-        // broker round trips overlap the database work instead of following it.
-        // Not for streaming topics: their deltas go out as they are received
-        // anyway, and measured, the overlap cost them latency (BENCHMARKS.md).
+        // broker round trips overlap the database work instead of following
+        // it, and a streaming topic's deltas (published as each record is
+        // received) never wait for Postgres.
         let mut ahead: Vec<RawRecord> = Vec::new();
-        let overlap = !self.applier.domain().streams_ephemeral();
         loop {
             let polling = Instant::now();
             let records = tokio::select! {
@@ -583,7 +582,7 @@ impl<D: Domain> Pipeline<D> {
                 loop {
                     tokio::select! {
                         outcome = &mut apply => break outcome,
-                        received = self.consumer.recv(), if overlap && ahead.len() < self.cfg.batch_max => {
+                        received = self.consumer.recv(), if ahead.len() < self.cfg.batch_max => {
                             match received {
                                 Ok(m) => self.received(own(&m), &mut ahead),
                                 Err(e) => {

@@ -5,21 +5,29 @@
 //!   hub started and timed until every record is committed; compared, in the
 //!   same run, with a raw `COPY` of the rows it wrote into the same tables.
 //! - `deltas`: assistant reply deltas, produce → WebSocket client latency over
-//!   many concurrent streams.
+//!   many concurrent streams; on one node (the default: the consuming node
+//!   hands deltas to its own sockets in-process) or, with `--across-nodes`,
+//!   to clients of a gateway-only node (through `lad.live.v1`).
+//! - `hop`: the same delta traffic through the broker alone (produce →
+//!   consumer), the floor under the `deltas` figure.
 
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
+use lad_consumers::kafka::{ensure_topics, KafkaSettings};
 use lad_hub::config::{Cli, Command};
 use lad_hub::demo::{CallScript, Event};
 use rand::SeedableRng;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
@@ -58,6 +66,22 @@ enum Bench {
         rate: f64,
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// Clients on a second, gateway-only hub: the path of a delta
+        /// consumed by another node.
+        #[arg(long)]
+        across_nodes: bool,
+    },
+    /// The broker alone under the `deltas` traffic (no hub): its share of
+    /// the `deltas` figure.
+    Hop {
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        #[arg(long, default_value_t = 100)]
+        streams: usize,
+        #[arg(long, default_value_t = 30.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
     },
 }
 
@@ -85,10 +109,34 @@ async fn main() -> anyhow::Result<()> {
             streams,
             rate,
             seconds,
+            across_nodes,
         } => (
             "deltas",
-            deltas(&args.brokers, &args.postgres, streams, rate, seconds).await?,
+            deltas(
+                &args.brokers,
+                &args.postgres,
+                streams,
+                rate,
+                seconds,
+                across_nodes,
+            )
+            .await?,
         ),
+        Bench::Hop {
+            partitions,
+            streams,
+            rate,
+            seconds,
+        } => {
+            let kafka = KafkaSettings {
+                brokers: args.brokers.clone(),
+                ..KafkaSettings::default()
+            };
+            (
+                "hop",
+                broker_hop(&args.brokers, &kafka, partitions, streams, rate, seconds).await?,
+            )
+        }
     };
     std::fs::create_dir_all(&args.out_dir)?;
     let file = format!(
@@ -122,6 +170,7 @@ async fn start_hub(
     brokers: &str,
     partitions: i32,
     batch_max: usize,
+    role: &str,
 ) -> anyhow::Result<lad_hub::startup::Running> {
     let p = &run.prefix;
     let argv: Vec<String> = [
@@ -155,6 +204,8 @@ async fn start_hub(
         &batch_max.to_string(),
         "--ws-queue",
         "4096",
+        "--role",
+        role,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -230,7 +281,7 @@ async fn ingest(
 
     // The hub creates the topics (and the database) on start; do that first,
     // stop it, then produce everything, then time a fresh start.
-    let hub = start_hub(&run, "setup", brokers, partitions, batch_max).await?;
+    let hub = start_hub(&run, "setup", brokers, partitions, batch_max, "all").await?;
     hub.shutdown.cancel();
     hub.wait().await?;
     let pool = PgPoolOptions::new()
@@ -254,7 +305,7 @@ async fn ingest(
     eprintln!("produced {n} events in {produce_secs:.1}s; starting the hub");
 
     let t0 = Instant::now();
-    let hub = start_hub(&run, "hub", brokers, partitions, batch_max).await?;
+    let hub = start_hub(&run, "hub", brokers, partitions, batch_max, "all").await?;
     loop {
         let rows: Vec<(i32, Option<i64>)> = sqlx::query_as(
             "SELECT kafka_partition, next_offset FROM hub_consumer_offsets WHERE topic = $1",
@@ -361,15 +412,25 @@ async fn deltas(
     streams: usize,
     rate: f64,
     seconds: u64,
+    across_nodes: bool,
 ) -> anyhow::Result<Value> {
     let run = fresh_run(postgres);
-    let hub = start_hub(&run, "hub", brokers, 6, 5000).await?;
-    let addr = hub.addr;
-    let ready = Instant::now();
-    while !lad_hub::http::probe_ready(addr).await {
-        anyhow::ensure!(ready.elapsed() < Duration::from_secs(60), "hub not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut hubs = Vec::new();
+    if across_nodes {
+        hubs.push(start_hub(&run, "hub", brokers, 6, 5000, "consumers").await?);
+        hubs.push(start_hub(&run, "hub", brokers, 6, 5000, "gateway").await?);
+    } else {
+        hubs.push(start_hub(&run, "hub", brokers, 6, 5000, "all").await?);
     }
+    let ready = Instant::now();
+    for hub in &hubs {
+        while !lad_hub::http::probe_ready(hub.addr).await {
+            anyhow::ensure!(ready.elapsed() < Duration::from_secs(60), "hub not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The clients' node: the only one, or the gateway-only one.
+    let addr = hubs.last().expect("a hub").addr;
     let tenant = Uuid::new_v4();
     let users: Vec<Uuid> = (0..streams).map(|_| Uuid::new_v4()).collect();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<f64>(100_000);
@@ -381,8 +442,16 @@ async fn deltas(
             &claims,
             &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
         )?;
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?token={token}")).await?;
+        // tungstenite zeroes its whole read buffer (128 KiB by default) on
+        // every read; these clients share the hub's two cores, so they read
+        // into 4 KiB (a delta frame is about 400 bytes).
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+            format!("ws://{addr}/v1/ws?token={token}"),
+            Some(config),
+            false,
+        )
+        .await?;
         let channel = format!("tenant:{tenant}:user:{user}:ai");
         ws.send(Message::text(
             json!({"op": "subscribe", "id": 1, "channel": channel}).to_string(),
@@ -411,37 +480,163 @@ async fn deltas(
     drop(tx);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let p: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "0")
-        .create()?;
-    let topic = format!("{}.ai", run.prefix);
-    let messages: Vec<(Uuid, Uuid)> = users.iter().map(|u| (*u, Uuid::new_v4())).collect();
-    let conversation = Uuid::new_v4();
-    let tick = Duration::from_secs_f64(1.0 / rate);
-    let mut interval = tokio::time::interval(tick);
-    let total_ticks = (seconds as f64 * rate) as i64;
-    for seq in 0..total_ticks {
-        interval.tick().await;
-        for (user, message) in &messages {
-            let e = Event::new(
-                conversation,
-                "ai.reply.delta",
-                tenant,
-                Utc::now(),
-                json!({"conversation_id": conversation, "message_id": message, "user_id": user,
-                       "seq": seq, "delta": Utc::now().timestamp_micros().to_string()}),
-            );
-            let payload = e.payload();
-            let _ = p.send_result(
-                FutureRecord::to(&topic)
-                    .key(&message.to_string())
-                    .payload(&payload),
-            );
-        }
+    let producer = DeltaProducer::new(brokers, &format!("{}.ai", run.prefix), tenant)?;
+    producer.warm_up(users[0], &mut rx).await?;
+    let expected = producer.run(&users, rate, seconds).await;
+    let lats = collect_latencies(rx, expected).await;
+    for r in readers {
+        r.abort();
     }
-    let _ = p.flush(Duration::from_secs(5));
-    let expected = total_ticks as usize * streams;
+    for hub in hubs {
+        hub.shutdown.cancel();
+        let _ = hub.wait().await;
+    }
+    drop_database(postgres, &run.prefix).await;
+    Ok(json!({
+        "bench": "deltas",
+        "streams": streams,
+        "deltas_per_second_per_stream": rate,
+        "seconds": seconds,
+        "across_nodes": across_nodes,
+        "expected": expected,
+        "received": lats.len(),
+        "latency_ms": latency_figures(lats),
+        "machine": machine(),
+    }))
+}
+
+/// The broker alone under the `deltas` traffic: produce → a consumer
+/// configured as the hub's assistant pipeline is. The floor under the
+/// hub's figure on this broker.
+async fn broker_hop(
+    brokers: &str,
+    kafka: &KafkaSettings,
+    partitions: i32,
+    streams: usize,
+    rate: f64,
+    seconds: u64,
+) -> anyhow::Result<Value> {
+    let topic = format!("bench{}.hop", Uuid::new_v4().simple());
+    ensure_topics(kafka, &[&topic], partitions, 1).await?;
+    let consumer: StreamConsumer = kafka.low_latency_consumer_config(&topic).create()?;
+    consumer.subscribe(&[&topic])?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<f64>(100_000);
+    let reader = tokio::spawn(async move {
+        while let Ok(m) = consumer.recv().await {
+            let now = Utc::now().timestamp_micros();
+            let sent = m
+                .payload()
+                .and_then(|p| serde_json::from_slice::<Value>(p).ok())
+                .and_then(|v| v["data"]["delta"].as_str()?.parse::<i64>().ok());
+            if let Some(sent) = sent {
+                if tx.send((now - sent) as f64 / 1000.0).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let users: Vec<Uuid> = (0..streams).map(|_| Uuid::new_v4()).collect();
+    let producer = DeltaProducer::new(brokers, &topic, Uuid::new_v4())?;
+    producer.warm_up(users[0], &mut rx).await?;
+    let expected = producer.run(&users, rate, seconds).await;
+    let lats = collect_latencies(rx, expected).await;
+    reader.abort();
+    Ok(json!({
+        "bench": "hop",
+        "partitions": partitions,
+        "streams": streams,
+        "deltas_per_second_per_stream": rate,
+        "seconds": seconds,
+        "expected": expected,
+        "received": lats.len(),
+        "latency_ms": latency_figures(lats),
+        "machine": machine(),
+    }))
+}
+
+/// Produces `ai.reply.delta` events whose text is their send time in µs.
+struct DeltaProducer {
+    producer: FutureProducer,
+    topic: String,
+    tenant: Uuid,
+    conversation: Uuid,
+}
+
+impl DeltaProducer {
+    fn new(brokers: &str, topic: &str, tenant: Uuid) -> anyhow::Result<DeltaProducer> {
+        Ok(DeltaProducer {
+            producer: rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", brokers)
+                .set("linger.ms", "0")
+                .create()?,
+            topic: topic.to_owned(),
+            tenant,
+            conversation: Uuid::new_v4(),
+        })
+    }
+
+    fn send(&self, user: Uuid, message: Uuid, seq: i64) {
+        let e = Event::new(
+            self.conversation,
+            "ai.reply.delta",
+            self.tenant,
+            Utc::now(),
+            json!({"conversation_id": self.conversation, "message_id": message, "user_id": user,
+                   "seq": seq, "delta": Utc::now().timestamp_micros().to_string()}),
+        );
+        let payload = e.payload();
+        let _ = self.producer.send_result(
+            FutureRecord::to(&self.topic)
+                .key(&message.to_string())
+                .payload(&payload),
+        );
+    }
+
+    /// Sends a delta a second until one comes out at the other end: the
+    /// consumer group may still be settling, and its join is not what the
+    /// timed run measures. Whatever else of the warm-up arrives is dropped.
+    async fn warm_up(
+        &self,
+        user: Uuid,
+        rx: &mut tokio::sync::mpsc::Receiver<f64>,
+    ) -> anyhow::Result<()> {
+        let message = Uuid::new_v4();
+        let started = Instant::now();
+        for seq in 0.. {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "no delta came through within 60 s"
+            );
+            self.send(user, message, seq);
+            if let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        while rx.try_recv().is_ok() {}
+        Ok(())
+    }
+
+    /// One reply per user, `rate` deltas a second each, all streams ticking
+    /// together (the harder case: every tick is a burst of `users.len()`).
+    /// Returns how many were sent.
+    async fn run(&self, users: &[Uuid], rate: f64, seconds: u64) -> usize {
+        let messages: Vec<(Uuid, Uuid)> = users.iter().map(|u| (*u, Uuid::new_v4())).collect();
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        let total_ticks = (seconds as f64 * rate) as i64;
+        for seq in 0..total_ticks {
+            interval.tick().await;
+            for (user, message) in &messages {
+                self.send(*user, *message, seq);
+            }
+        }
+        let _ = self.producer.flush(Duration::from_secs(5));
+        total_ticks as usize * users.len()
+    }
+}
+
+/// Latencies until `expected` arrived or 10 s passed after the last send.
+async fn collect_latencies(mut rx: tokio::sync::mpsc::Receiver<f64>, expected: usize) -> Vec<f64> {
     let mut lats = Vec::with_capacity(expected);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while lats.len() < expected {
@@ -450,30 +645,23 @@ async fn deltas(
             _ => break,
         }
     }
-    for r in readers {
-        r.abort();
-    }
-    hub.shutdown.cancel();
-    let _ = hub.wait().await;
-    drop_database(postgres, &run.prefix).await;
+    lats
+}
+
+fn latency_figures(mut lats: Vec<f64>) -> Value {
     lats.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     let pct = |q: f64| {
         lats.get(((lats.len() as f64 - 1.0) * q).round() as usize)
             .copied()
-            .unwrap_or(f64::NAN)
+            .map_or(f64::NAN, round)
     };
-    Ok(json!({
-        "bench": "deltas",
-        "streams": streams,
-        "deltas_per_second_per_stream": rate,
-        "seconds": seconds,
-        "expected": expected,
-        "received": lats.len(),
-        "p50_ms": round(pct(0.50)),
-        "p99_ms": round(pct(0.99)),
-        "max_ms": round(lats.last().copied().unwrap_or(f64::NAN)),
-        "machine": machine(),
-    }))
+    json!({
+        "p50": pct(0.50),
+        "p90": pct(0.90),
+        "p99": pct(0.99),
+        "p999": pct(0.999),
+        "max": lats.last().copied().map_or(f64::NAN, round),
+    })
 }
 
 fn round(x: f64) -> f64 {

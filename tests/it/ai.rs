@@ -182,6 +182,21 @@ async fn a_reply_streams_to_the_consuming_node_and_to_a_gateway_only_node_alike(
     assert_eq!(local, expected, "consuming node: each delta once, in order");
     assert_eq!(remote, expected, "gateway-only node: the same stream");
     assert!(here.next_frame(1).await.is_none(), "nothing doubled later");
+
+    // The consuming node really took the short way for its own sockets.
+    let (status, metrics) = lad_hub::http::fetch(consuming.addr, "/metrics")
+        .await
+        .expect("metrics");
+    assert_eq!(status, 200);
+    let handed_over: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"lad_live_records_total{source="local"} "#))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        handed_over >= 15.0,
+        "deltas handed over in-process: {handed_over}"
+    );
 }
 
 #[sqlx::test(migrations = "./migrations")]
