@@ -60,12 +60,8 @@ enum Bench {
         batch_max: usize,
     },
     Deltas {
-        #[arg(long, default_value_t = 100)]
-        streams: usize,
-        #[arg(long, default_value_t = 30.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 20)]
-        seconds: u64,
+        #[command(flatten)]
+        traffic: DeltaTraffic,
         /// Clients on a second, gateway-only hub: the path of a delta
         /// consumed by another node.
         #[arg(long)]
@@ -74,15 +70,32 @@ enum Bench {
     /// The broker alone under the `deltas` traffic (no hub): its share of
     /// the `deltas` figure.
     Hop {
+        #[command(flatten)]
+        traffic: DeltaTraffic,
         #[arg(long, default_value_t = 6)]
         partitions: i32,
-        #[arg(long, default_value_t = 100)]
-        streams: usize,
-        #[arg(long, default_value_t = 30.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 20)]
-        seconds: u64,
     },
+}
+
+/// Concurrent assistant replies, each streaming `rate` deltas a second.
+#[derive(clap::Args, Clone, Copy)]
+struct DeltaTraffic {
+    #[arg(long, default_value_t = 100)]
+    streams: usize,
+    #[arg(long, default_value_t = 30.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+}
+
+impl DeltaTraffic {
+    fn figures(&self) -> Value {
+        json!({
+            "streams": self.streams,
+            "deltas_per_second_per_stream": self.rate,
+            "seconds": self.seconds,
+        })
+    }
 }
 
 const SECRET: &str = "bench-secret";
@@ -106,27 +119,15 @@ async fn main() -> anyhow::Result<()> {
             ingest(&args.brokers, &args.postgres, events, partitions, batch_max).await?,
         ),
         Bench::Deltas {
-            streams,
-            rate,
-            seconds,
+            traffic,
             across_nodes,
         } => (
             "deltas",
-            deltas(
-                &args.brokers,
-                &args.postgres,
-                streams,
-                rate,
-                seconds,
-                across_nodes,
-            )
-            .await?,
+            deltas(&args.brokers, &args.postgres, traffic, across_nodes).await?,
         ),
         Bench::Hop {
+            traffic,
             partitions,
-            streams,
-            rate,
-            seconds,
         } => {
             let kafka = KafkaSettings {
                 brokers: args.brokers.clone(),
@@ -134,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
             };
             (
                 "hop",
-                broker_hop(&args.brokers, &kafka, partitions, streams, rate, seconds).await?,
+                broker_hop(&args.brokers, &kafka, traffic, partitions).await?,
             )
         }
     };
@@ -409,9 +410,7 @@ async fn drop_database(postgres: &str, name: &str) {
 async fn deltas(
     brokers: &str,
     postgres: &str,
-    streams: usize,
-    rate: f64,
-    seconds: u64,
+    traffic: DeltaTraffic,
     across_nodes: bool,
 ) -> anyhow::Result<Value> {
     let run = fresh_run(postgres);
@@ -432,7 +431,7 @@ async fn deltas(
     // The clients' node: the only one, or the gateway-only one.
     let addr = hubs.last().expect("a hub").addr;
     let tenant = Uuid::new_v4();
-    let users: Vec<Uuid> = (0..streams).map(|_| Uuid::new_v4()).collect();
+    let users: Vec<Uuid> = (0..traffic.streams).map(|_| Uuid::new_v4()).collect();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<f64>(100_000);
     let mut readers = Vec::new();
     for user in &users {
@@ -482,7 +481,7 @@ async fn deltas(
 
     let producer = DeltaProducer::new(brokers, &format!("{}.ai", run.prefix), tenant)?;
     producer.warm_up(users[0], &mut rx).await?;
-    let expected = producer.run(&users, rate, seconds).await;
+    let expected = producer.run(&users, traffic).await;
     let lats = collect_latencies(rx, expected).await;
     for r in readers {
         r.abort();
@@ -492,17 +491,13 @@ async fn deltas(
         let _ = hub.wait().await;
     }
     drop_database(postgres, &run.prefix).await;
-    Ok(json!({
-        "bench": "deltas",
-        "streams": streams,
-        "deltas_per_second_per_stream": rate,
-        "seconds": seconds,
-        "across_nodes": across_nodes,
-        "expected": expected,
-        "received": lats.len(),
-        "latency_ms": latency_figures(lats),
-        "machine": machine(),
-    }))
+    Ok(latency_report(
+        "deltas",
+        traffic,
+        json!({ "across_nodes": across_nodes }),
+        expected,
+        lats,
+    ))
 }
 
 /// The broker alone under the `deltas` traffic: produce → a consumer
@@ -511,10 +506,8 @@ async fn deltas(
 async fn broker_hop(
     brokers: &str,
     kafka: &KafkaSettings,
+    traffic: DeltaTraffic,
     partitions: i32,
-    streams: usize,
-    rate: f64,
-    seconds: u64,
 ) -> anyhow::Result<Value> {
     let topic = format!("bench{}.hop", Uuid::new_v4().simple());
     ensure_topics(kafka, &[&topic], partitions, 1).await?;
@@ -535,23 +528,19 @@ async fn broker_hop(
             }
         }
     });
-    let users: Vec<Uuid> = (0..streams).map(|_| Uuid::new_v4()).collect();
+    let users: Vec<Uuid> = (0..traffic.streams).map(|_| Uuid::new_v4()).collect();
     let producer = DeltaProducer::new(brokers, &topic, Uuid::new_v4())?;
     producer.warm_up(users[0], &mut rx).await?;
-    let expected = producer.run(&users, rate, seconds).await;
+    let expected = producer.run(&users, traffic).await;
     let lats = collect_latencies(rx, expected).await;
     reader.abort();
-    Ok(json!({
-        "bench": "hop",
-        "partitions": partitions,
-        "streams": streams,
-        "deltas_per_second_per_stream": rate,
-        "seconds": seconds,
-        "expected": expected,
-        "received": lats.len(),
-        "latency_ms": latency_figures(lats),
-        "machine": machine(),
-    }))
+    Ok(latency_report(
+        "hop",
+        traffic,
+        json!({ "partitions": partitions }),
+        expected,
+        lats,
+    ))
 }
 
 /// Produces `ai.reply.delta` events whose text is their send time in µs.
@@ -617,13 +606,13 @@ impl DeltaProducer {
         Ok(())
     }
 
-    /// One reply per user, `rate` deltas a second each, all streams ticking
+    /// One reply per user, `traffic.rate` deltas a second each, all streams ticking
     /// together (the harder case: every tick is a burst of `users.len()`).
     /// Returns how many were sent.
-    async fn run(&self, users: &[Uuid], rate: f64, seconds: u64) -> usize {
+    async fn run(&self, users: &[Uuid], traffic: DeltaTraffic) -> usize {
         let messages: Vec<(Uuid, Uuid)> = users.iter().map(|u| (*u, Uuid::new_v4())).collect();
-        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-        let total_ticks = (seconds as f64 * rate) as i64;
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / traffic.rate));
+        let total_ticks = (traffic.seconds as f64 * traffic.rate) as i64;
         for seq in 0..total_ticks {
             interval.tick().await;
             for (user, message) in &messages {
@@ -646,6 +635,24 @@ async fn collect_latencies(mut rx: tokio::sync::mpsc::Receiver<f64>, expected: u
         }
     }
     lats
+}
+
+/// A latency benchmark's figures: what ran, what arrived, the percentiles.
+fn latency_report(
+    bench: &str,
+    traffic: DeltaTraffic,
+    setup: Value,
+    expected: usize,
+    lats: Vec<f64>,
+) -> Value {
+    let mut figures = traffic.figures();
+    figures["bench"] = bench.into();
+    figures["setup"] = setup;
+    figures["expected"] = expected.into();
+    figures["received"] = lats.len().into();
+    figures["latency_ms"] = latency_figures(lats);
+    figures["machine"] = machine();
+    figures
 }
 
 fn latency_figures(mut lats: Vec<f64>) -> Value {

@@ -367,9 +367,16 @@ mod tests {
         .unwrap()
     }
 
-    #[tokio::test]
-    async fn deltas_handed_over_in_process_are_not_delivered_again_from_the_topic() {
-        let gw = gateway();
+    /// A subscriber of a user's assistant channel, its `subscribed` frame
+    /// taken; also the user and a reply's message id.
+    fn subscribed_to_a_reply(
+        gw: &Gateway,
+    ) -> (
+        Channel,
+        Uuid,
+        Uuid,
+        tokio::sync::mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
+    ) {
         let (tenant_id, user_id, message) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let channel = Channel::UserAi { tenant_id, user_id };
         let (conn, mut rx) = Conn::new(1, 16);
@@ -378,6 +385,16 @@ mod tests {
             .registry()
             .subscribe(&conn, channel, &name, &json!(1), None);
         assert_eq!(sub, Subscription::Live);
+        let head: serde_json::Value =
+            serde_json::from_str(rx.try_recv().unwrap().as_str()).unwrap();
+        assert_eq!(head["op"], "subscribed");
+        (channel, user_id, message, rx)
+    }
+
+    #[tokio::test]
+    async fn deltas_handed_over_in_process_are_not_delivered_again_from_the_topic() {
+        let gw = gateway();
+        let (channel, user_id, message, mut rx) = subscribed_to_a_reply(&gw);
 
         let local = gw.local_handoff();
         local
@@ -392,8 +409,7 @@ mod tests {
         while let Ok(f) = rx.try_recv() {
             frames.push(serde_json::from_str::<serde_json::Value>(f.as_str()).unwrap());
         }
-        assert_eq!(frames[0]["op"], "subscribed");
-        let got: Vec<(u64, &str)> = frames[1..]
+        let got: Vec<(u64, &str)> = frames
             .iter()
             .map(|f| {
                 (
@@ -409,13 +425,7 @@ mod tests {
     #[tokio::test]
     async fn in_process_records_must_carry_their_tenant_and_an_id() {
         let gw = gateway();
-        let (tenant_id, user_id, message) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let channel = Channel::UserAi { tenant_id, user_id };
-        let (conn, mut rx) = Conn::new(1, 16);
-        let name = channel.to_string();
-        gw.registry()
-            .subscribe(&conn, channel, &name, &json!(1), None);
-        assert!(rx.try_recv().is_ok(), "subscribed");
+        let (channel, user_id, message, mut rx) = subscribed_to_a_reply(&gw);
 
         let mut foreign: serde_json::Value =
             serde_json::from_slice(&delta(&channel, user_id, message, 0, "n")).unwrap();

@@ -18,6 +18,16 @@ struct Reply {
 }
 
 impl Reply {
+    /// A reply of a new conversation of a new user of a new tenant.
+    fn new() -> Reply {
+        Reply {
+            tenant: Uuid::new_v4(),
+            user: Uuid::new_v4(),
+            conversation: Uuid::new_v4(),
+            message: Uuid::new_v4(),
+        }
+    }
+
     fn delta(&self, seq: usize) -> Event {
         Event::new(
             self.conversation,
@@ -56,12 +66,7 @@ fn delta_seqs(msgs: &[Value]) -> Vec<u64> {
 async fn a_streamed_reply_arrives_in_order_and_a_late_subscriber_misses_nothing(pool: PgPool) {
     let topics = Topics::new();
     let hub = Hub::start(&pool, &topics, HubOptions::default()).await;
-    let reply = Reply {
-        tenant: Uuid::new_v4(),
-        user: Uuid::new_v4(),
-        conversation: Uuid::new_v4(),
-        message: Uuid::new_v4(),
-    };
+    let reply = Reply::new();
     let channel = format!("tenant:{}:user:{}:ai", reply.tenant, reply.user);
     let url = hub.ws_url(&token(reply.tenant, reply.user, "member", &[]));
     let mut early = Client::connect(&url).await;
@@ -145,12 +150,7 @@ async fn a_reply_streams_to_the_consuming_node_and_to_a_gateway_only_node_alike(
         ..HubOptions::default()
     };
     let serving = Hub::start(&pool, &topics, gateway_only).await;
-    let reply = Reply {
-        tenant: Uuid::new_v4(),
-        user: Uuid::new_v4(),
-        conversation: Uuid::new_v4(),
-        message: Uuid::new_v4(),
-    };
+    let reply = Reply::new();
     let channel = format!("tenant:{}:user:{}:ai", reply.tenant, reply.user);
     let tok = token(reply.tenant, reply.user, "member", &[]);
     let mut here = Client::connect(&consuming.ws_url(&tok)).await;
