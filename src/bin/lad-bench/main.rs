@@ -10,6 +10,11 @@
 //!   to clients of a gateway-only node (through `lad.live.v1`).
 //! - `hop`: the same delta traffic through the broker alone (produce →
 //!   consumer), the floor under the `deltas` figure.
+//! - `fanout`: 10,000 WebSocket clients on 100 tenants' `calls` channels:
+//!   the hub's memory per idle connection, then deliveries/s and produce →
+//!   client latency of `call.updated` (module [`fanout`]).
+
+mod fanout;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -75,6 +80,13 @@ enum Bench {
         #[arg(long, default_value_t = 6)]
         partitions: i32,
     },
+    Fanout(fanout::Fanout),
+    /// Internal: `fanout`'s hub process (a `lad-hub serve` command line).
+    #[command(hide = true)]
+    Hub {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        argv: Vec<String>,
+    },
 }
 
 /// Concurrent assistant replies, each streaming `rate` deltas a second.
@@ -125,6 +137,11 @@ async fn main() -> anyhow::Result<()> {
             "deltas",
             deltas(&args.brokers, &args.postgres, traffic, across_nodes).await?,
         ),
+        Bench::Fanout(f) => (
+            "fanout",
+            fanout::run(&args.brokers, &args.postgres, f).await?,
+        ),
+        Bench::Hub { argv } => return fanout::serve_child(argv).await,
         Bench::Hop {
             traffic,
             partitions,
@@ -162,19 +179,17 @@ fn fresh_run(postgres: &str) -> Run {
     Run { prefix, db_url }
 }
 
-/// `group` names the consumer group: the setup run and the timed run use
-/// different ones, so the timed hub never waits on a member the broker
-/// still remembers from the setup run.
-async fn start_hub(
+/// The `lad-hub serve` command line of a benchmark's hub.
+fn hub_argv(
     run: &Run,
     group: &str,
     brokers: &str,
     partitions: i32,
     batch_max: usize,
     role: &str,
-) -> anyhow::Result<lad_hub::startup::Running> {
+) -> Vec<String> {
     let p = &run.prefix;
-    let argv: Vec<String> = [
+    [
         "lad-hub",
         "serve",
         "--database-url",
@@ -210,7 +225,21 @@ async fn start_hub(
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect();
+    .collect()
+}
+
+/// `group` names the consumer group: the setup run and the timed run use
+/// different ones, so the timed hub never waits on a member the broker
+/// still remembers from the setup run.
+async fn start_hub(
+    run: &Run,
+    group: &str,
+    brokers: &str,
+    partitions: i32,
+    batch_max: usize,
+    role: &str,
+) -> anyhow::Result<lad_hub::startup::Running> {
+    let argv = hub_argv(run, group, brokers, partitions, batch_max, role);
     let Command::Serve(serve) = Cli::try_parse_from(argv)?.command else {
         unreachable!("serve parsed")
     };
@@ -435,12 +464,7 @@ async fn deltas(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<f64>(100_000);
     let mut readers = Vec::new();
     for user in &users {
-        let claims = json!({"sub": user, "tenant_id": tenant, "role": "member", "exp": Utc::now().timestamp() + 3600});
-        let token = jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        )?;
+        let token = token_for(tenant, *user, "member")?;
         // tungstenite zeroes its whole read buffer (128 KiB by default) on
         // every read; these clients share the hub's two cores, so they read
         // into 4 KiB (a delta frame is about 400 bytes).
@@ -669,6 +693,17 @@ fn latency_figures(mut lats: Vec<f64>) -> Value {
         "p999": pct(0.999),
         "max": lats.last().copied().map_or(f64::NAN, round),
     })
+}
+
+/// A token the benchmark's hubs accept, valid for an hour.
+fn token_for(tenant: Uuid, user: Uuid, role: &str) -> anyhow::Result<String> {
+    let claims = json!({"sub": user, "tenant_id": tenant, "role": role,
+                        "exp": Utc::now().timestamp() + 3600});
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )?)
 }
 
 fn round(x: f64) -> f64 {

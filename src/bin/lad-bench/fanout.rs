@@ -1,0 +1,369 @@
+//! `fanout`: many dashboards on few channels. The hub runs as a child
+//! process (this binary's hidden `hub` command) so its memory can be read
+//! apart from the clients'.
+
+use crate::{drop_database, fresh_run, hub_argv, latency_figures, machine, token_for, Run};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures_util::{SinkExt, StreamExt};
+use lad_hub::demo::Event;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+/// Sockets opened at once while connecting.
+const CONNECTING_AT_ONCE: usize = 64;
+
+#[derive(clap::Args, Clone, Copy)]
+pub struct Fanout {
+    /// WebSocket clients, spread evenly over the tenants.
+    #[arg(long, default_value_t = 10_000)]
+    clients: usize,
+    /// Tenants; each client subscribes to one tenant's `calls` channel.
+    #[arg(long, default_value_t = 100)]
+    tenants: usize,
+    /// `call.started` events a second per tenant.
+    #[arg(long, default_value_t = 5.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+}
+
+/// The hub in a child process: started with a `lad-hub serve` command line,
+/// stopped (gracefully) by closing its stdin.
+struct ChildHub {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ChildHub {
+    async fn spawn(argv: &[String]) -> anyhow::Result<ChildHub> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("hub")
+            .args(argv)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the hub process")?;
+        let stdout = child.stdout.take().context("hub stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .context("hub did not start within 60 s")??
+            .context("hub exited before it listened")?;
+        let addr = line
+            .strip_prefix("listening ")
+            .context("unexpected first line from the hub")?
+            .parse()?;
+        Ok(ChildHub { child, addr })
+    }
+
+    /// Resident memory of the hub process, in KiB.
+    fn rss_kib(&self) -> anyhow::Result<u64> {
+        let pid = self.child.id().context("hub exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS")
+    }
+
+    async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// The hidden `hub` command: serve with `argv` (a `lad-hub serve` command
+/// line), print `listening <addr>`, stop when stdin closes.
+pub async fn serve_child(argv: Vec<String>) -> anyhow::Result<()> {
+    use lad_hub::config::{Cli, Command as HubCommand};
+    let HubCommand::Serve(serve) = <Cli as clap::Parser>::try_parse_from(argv)?.command else {
+        anyhow::bail!("the hub command takes a `lad-hub serve` command line");
+    };
+    let hub = lad_hub::startup::start(serve).await?;
+    println!("listening {}", hub.addr);
+    // Blocks until the parent closes the pipe (or dies).
+    tokio::task::spawn_blocking(|| {
+        use std::io::Read;
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    })
+    .await?;
+    hub.shutdown.cancel();
+    hub.wait().await
+}
+
+pub async fn run(brokers: &str, postgres: &str, f: Fanout) -> anyhow::Result<Value> {
+    anyhow::ensure!(
+        f.tenants > 0 && f.clients >= f.tenants,
+        "need at least one client per tenant"
+    );
+    let run = fresh_run(postgres);
+    let hub = ChildHub::spawn(&hub_argv(&run, "hub", brokers, 6, 5000, "all")).await?;
+    let result = measure(&run, &hub, brokers, f).await;
+    hub.stop().await;
+    drop_database(postgres, &run.prefix).await;
+    result
+}
+
+async fn measure(run: &Run, hub: &ChildHub, brokers: &str, f: Fanout) -> anyhow::Result<Value> {
+    let ready = Instant::now();
+    while !lad_hub::http::probe_ready(hub.addr).await {
+        anyhow::ensure!(ready.elapsed() < Duration::from_secs(60), "hub not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let producer = CallProducer::new(brokers, &format!("{}.voice", run.prefix))?;
+    producer.warm_up(hub.addr).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_before = hub.rss_kib()?;
+    let tenants: Vec<Uuid> = (0..f.tenants).map(|_| Uuid::new_v4()).collect();
+    let connecting = Instant::now();
+    let addr = hub.addr;
+    let sockets: Vec<_> = futures_util::stream::iter(0..f.clients)
+        .map(|i| connect(addr, tenants[i % tenants.len()]))
+        .buffer_unordered(CONNECTING_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let connect_secs = connecting.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle = hub.rss_kib()?;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<f64>(100_000);
+    let deliveries = Arc::new(Mutex::new(Counts::default()));
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|ws| tokio::spawn(read(ws, tx.clone(), deliveries.clone())))
+        .collect();
+    drop(tx);
+
+    let producing = Instant::now();
+    let sent = producer.run(&tenants, f).await;
+    // Every call.updated reaches every client of its tenant.
+    let expected = sent * f.clients / f.tenants;
+    let lats = collect(rx, expected).await;
+    // Until the last delivery: past the produce window when the hub falls behind.
+    let delivering = producing.elapsed().as_secs_f64();
+    let rss_busy = hub.rss_kib()?;
+    for r in readers {
+        r.abort();
+    }
+    let counts = deliveries.lock().expect("not poisoned").clone();
+    let per_idle_connection =
+        (rss_idle.saturating_sub(rss_before) * 1024) as f64 / f.clients as f64;
+    Ok(json!({
+        "bench": "fanout",
+        "clients": f.clients,
+        "tenants": f.tenants,
+        "call_started_per_second_per_tenant": f.rate,
+        "seconds": f.seconds,
+        "connect_seconds": crate::round(connect_secs),
+        "hub_rss_kib": { "before_clients": rss_before, "idle_clients": rss_idle, "after_run": rss_busy },
+        "hub_bytes_per_idle_connection": per_idle_connection.round(),
+        "call_updated_expected": expected,
+        "call_updated_received": lats.len(),
+        "messages_received": counts.messages,
+        "delivery_seconds": crate::round(delivering),
+        "messages_per_second": crate::round(counts.messages as f64 / delivering),
+        "closed": counts.closed,
+        "latency_ms": latency_figures(lats),
+        "machine": machine(),
+    }))
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One dashboard: connected and subscribed to its tenant's `calls`.
+async fn connect(addr: SocketAddr, tenant: Uuid) -> anyhow::Result<Socket> {
+    let token = token_for(tenant, Uuid::new_v4(), "viewer")?;
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://{addr}/v1/ws?token={token}"),
+        Some(config),
+        false,
+    )
+    .await?;
+    let channel = format!("tenant:{tenant}:calls");
+    ws.send(Message::text(
+        json!({"op": "subscribe", "id": 1, "channel": channel}).to_string(),
+    ))
+    .await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.contains(r#""op":"subscribed""#) => return Ok(ws),
+            Some(Ok(Message::Text(t))) => anyhow::bail!("subscribe refused: {t}"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("closed while subscribing"),
+        }
+    }
+}
+
+#[derive(Default, Clone)]
+struct Counts {
+    messages: u64,
+    /// Close codes the hub sent (4008: too slow).
+    closed: BTreeMap<u16, u64>,
+}
+
+/// Counts every message; for `call.updated`, records now − `started_at`
+/// (the produce time). Reads only the field it needs: 10,000 of these share
+/// the cores with the hub.
+async fn read(mut ws: Socket, tx: tokio::sync::mpsc::Sender<f64>, counts: Arc<Mutex<Counts>>) {
+    while let Some(frame) = ws.next().await {
+        match frame {
+            Ok(Message::Text(t)) => {
+                counts.lock().expect("not poisoned").messages += 1;
+                if !t.contains(r#""type":"call.updated""#) {
+                    continue;
+                }
+                let Some(started) =
+                    field(&t, "started_at").and_then(|s| s.parse::<DateTime<Utc>>().ok())
+                else {
+                    continue;
+                };
+                let lat = (Utc::now() - started).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+                if tx.send(lat).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Message::Close(Some(c))) => {
+                *counts
+                    .lock()
+                    .expect("not poisoned")
+                    .closed
+                    .entry(c.code.into())
+                    .or_default() += 1;
+                return;
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The string value of `"name":"…"` in a JSON text.
+fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!(r#""{name}":""#);
+    let start = text.find(&key)? + key.len();
+    let len = text[start..].find('"')?;
+    Some(&text[start..start + len])
+}
+
+/// Produces `call.started` events for new calls, `started_at` = now.
+struct CallProducer {
+    producer: FutureProducer,
+    topic: String,
+    agent: Uuid,
+}
+
+impl CallProducer {
+    fn new(brokers: &str, topic: &str) -> anyhow::Result<CallProducer> {
+        Ok(CallProducer {
+            producer: rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", brokers)
+                .set("linger.ms", "0")
+                .create()?,
+            topic: topic.to_owned(),
+            agent: Uuid::new_v4(),
+        })
+    }
+
+    fn send(&self, tenant: Uuid) {
+        let call = Uuid::new_v4();
+        let e = Event::new(
+            call,
+            "call.started",
+            tenant,
+            Utc::now(),
+            json!({"call_id": call, "agent_id": self.agent, "direction": "outbound",
+                   "from_number": "+15550100", "to_number": "+15550199"}),
+        );
+        let payload = e.payload();
+        let _ = self
+            .producer
+            .send_result(FutureRecord::to(&self.topic).key(&e.key).payload(&payload));
+    }
+
+    /// Sends a call a second for a tenant of its own until one reaches a
+    /// client: the voice pipeline's consumer group may still be joining,
+    /// and its join is not what the run measures.
+    async fn warm_up(&self, addr: SocketAddr) -> anyhow::Result<()> {
+        let tenant = Uuid::new_v4();
+        let mut ws = connect(addr, tenant).await?;
+        let started = Instant::now();
+        loop {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "no call came through within 60 s"
+            );
+            self.send(tenant);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+            while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, ws.next()).await {
+                if let Ok(Message::Text(t)) = frame {
+                    if t.contains(r#""type":"call.updated""#) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new call per tenant per tick. Returns how many.
+    async fn run(&self, tenants: &[Uuid], f: Fanout) -> usize {
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / f.rate));
+        let ticks = (f.seconds as f64 * f.rate) as usize;
+        for _ in 0..ticks {
+            interval.tick().await;
+            for tenant in tenants {
+                self.send(*tenant);
+            }
+        }
+        let _ = self.producer.flush(Duration::from_secs(5));
+        ticks * tenants.len()
+    }
+}
+
+/// Latencies until `expected` arrived or 15 s passed without one; the time
+/// then includes those 15 s only when deliveries were lost.
+async fn collect(mut rx: tokio::sync::mpsc::Receiver<f64>, expected: usize) -> Vec<f64> {
+    let mut lats = Vec::with_capacity(expected);
+    while lats.len() < expected {
+        match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+            Ok(Some(l)) => lats.push(l),
+            _ => break,
+        }
+    }
+    lats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_string_field_is_found_in_a_frame() {
+        let t = r#"{"op":"message","data":{"id":"x","started_at":"2026-11-28T05:00:00.123456Z","status":"initiated"}}"#;
+        assert_eq!(field(t, "started_at"), Some("2026-11-28T05:00:00.123456Z"));
+        assert_eq!(field(t, "status"), Some("initiated"));
+        assert_eq!(field(t, "ended_at"), None);
+    }
+}
