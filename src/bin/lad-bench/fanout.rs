@@ -2,10 +2,13 @@
 //! process (this binary's hidden `hub` command) so its memory can be read
 //! apart from the clients'.
 
-use crate::{drop_database, fresh_run, hub_argv, latency_figures, machine, token_for, Run};
+use crate::{
+    drop_database, fresh_run, hub_argv, latency_figures, machine, subscribed_client, token_for,
+    Run, Socket,
+};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use lad_hub::demo::Event;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{json, Value};
@@ -16,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
@@ -93,11 +95,7 @@ impl ChildHub {
 /// The hidden `hub` command: serve with `argv` (a `lad-hub serve` command
 /// line), print `listening <addr>`, stop when stdin closes.
 pub async fn serve_child(argv: Vec<String>) -> anyhow::Result<()> {
-    use lad_hub::config::{Cli, Command as HubCommand};
-    let HubCommand::Serve(serve) = <Cli as clap::Parser>::try_parse_from(argv)?.command else {
-        anyhow::bail!("the hub command takes a `lad-hub serve` command line");
-    };
-    let hub = lad_hub::startup::start(serve).await?;
+    let hub = crate::start_hub(argv).await?;
     println!("listening {}", hub.addr);
     // Blocks until the parent closes the pipe (or dies).
     tokio::task::spawn_blocking(|| {
@@ -188,33 +186,10 @@ async fn measure(run: &Run, hub: &ChildHub, brokers: &str, f: Fanout) -> anyhow:
     }))
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// One dashboard: connected and subscribed to its tenant's `calls`.
 async fn connect(addr: SocketAddr, tenant: Uuid) -> anyhow::Result<Socket> {
     let token = token_for(tenant, Uuid::new_v4(), "viewer")?;
-    let config = WebSocketConfig::default().read_buffer_size(4096);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
-        format!("ws://{addr}/v1/ws?token={token}"),
-        Some(config),
-        false,
-    )
-    .await?;
-    let channel = format!("tenant:{tenant}:calls");
-    ws.send(Message::text(
-        json!({"op": "subscribe", "id": 1, "channel": channel}).to_string(),
-    ))
-    .await?;
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.contains(r#""op":"subscribed""#) => return Ok(ws),
-            Some(Ok(Message::Text(t))) => anyhow::bail!("subscribe refused: {t}"),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => anyhow::bail!("closed while subscribing"),
-        }
-    }
+    subscribed_client(addr, &token, &format!("tenant:{tenant}:calls")).await
 }
 
 #[derive(Default, Clone)]

@@ -31,6 +31,7 @@ use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -179,7 +180,10 @@ fn fresh_run(postgres: &str) -> Run {
     Run { prefix, db_url }
 }
 
-/// The `lad-hub serve` command line of a benchmark's hub.
+/// The `lad-hub serve` command line of a benchmark's hub. `group` names
+/// the consumer group: the setup run and the timed run use different ones,
+/// so the timed hub never waits on a member the broker still remembers from
+/// the setup run.
 fn hub_argv(
     run: &Run,
     group: &str,
@@ -228,20 +232,10 @@ fn hub_argv(
     .collect()
 }
 
-/// `group` names the consumer group: the setup run and the timed run use
-/// different ones, so the timed hub never waits on a member the broker
-/// still remembers from the setup run.
-async fn start_hub(
-    run: &Run,
-    group: &str,
-    brokers: &str,
-    partitions: i32,
-    batch_max: usize,
-    role: &str,
-) -> anyhow::Result<lad_hub::startup::Running> {
-    let argv = hub_argv(run, group, brokers, partitions, batch_max, role);
+/// Starts a hub in this process from a `lad-hub serve` command line.
+async fn start_hub(argv: Vec<String>) -> anyhow::Result<lad_hub::startup::Running> {
     let Command::Serve(serve) = Cli::try_parse_from(argv)?.command else {
-        unreachable!("serve parsed")
+        anyhow::bail!("not a `lad-hub serve` command line");
     };
     lad_hub::startup::start(serve).await
 }
@@ -311,7 +305,10 @@ async fn ingest(
 
     // The hub creates the topics (and the database) on start; do that first,
     // stop it, then produce everything, then time a fresh start.
-    let hub = start_hub(&run, "setup", brokers, partitions, batch_max, "all").await?;
+    let hub = start_hub(hub_argv(
+        &run, "setup", brokers, partitions, batch_max, "all",
+    ))
+    .await?;
     hub.shutdown.cancel();
     hub.wait().await?;
     let pool = PgPoolOptions::new()
@@ -335,7 +332,7 @@ async fn ingest(
     eprintln!("produced {n} events in {produce_secs:.1}s; starting the hub");
 
     let t0 = Instant::now();
-    let hub = start_hub(&run, "hub", brokers, partitions, batch_max, "all").await?;
+    let hub = start_hub(hub_argv(&run, "hub", brokers, partitions, batch_max, "all")).await?;
     loop {
         let rows: Vec<(i32, Option<i64>)> = sqlx::query_as(
             "SELECT kafka_partition, next_offset FROM hub_consumer_offsets WHERE topic = $1",
@@ -445,10 +442,10 @@ async fn deltas(
     let run = fresh_run(postgres);
     let mut hubs = Vec::new();
     if across_nodes {
-        hubs.push(start_hub(&run, "hub", brokers, 6, 5000, "consumers").await?);
-        hubs.push(start_hub(&run, "hub", brokers, 6, 5000, "gateway").await?);
+        hubs.push(start_hub(hub_argv(&run, "hub", brokers, 6, 5000, "consumers")).await?);
+        hubs.push(start_hub(hub_argv(&run, "hub", brokers, 6, 5000, "gateway")).await?);
     } else {
-        hubs.push(start_hub(&run, "hub", brokers, 6, 5000, "all").await?);
+        hubs.push(start_hub(hub_argv(&run, "hub", brokers, 6, 5000, "all")).await?);
     }
     let ready = Instant::now();
     for hub in &hubs {
@@ -465,21 +462,8 @@ async fn deltas(
     let mut readers = Vec::new();
     for user in &users {
         let token = token_for(tenant, *user, "member")?;
-        // tungstenite zeroes its whole read buffer (128 KiB by default) on
-        // every read; these clients share the hub's two cores, so they read
-        // into 4 KiB (a delta frame is about 400 bytes).
-        let config = WebSocketConfig::default().read_buffer_size(4096);
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
-            format!("ws://{addr}/v1/ws?token={token}"),
-            Some(config),
-            false,
-        )
-        .await?;
         let channel = format!("tenant:{tenant}:user:{user}:ai");
-        ws.send(Message::text(
-            json!({"op": "subscribe", "id": 1, "channel": channel}).to_string(),
-        ))
-        .await?;
+        let mut ws = subscribed_client(addr, &token, &channel).await?;
         let tx = tx.clone();
         readers.push(tokio::spawn(async move {
             while let Some(Ok(Message::Text(t))) = ws.next().await {
@@ -693,6 +677,37 @@ fn latency_figures(mut lats: Vec<f64>) -> Value {
         "p999": pct(0.999),
         "max": lats.last().copied().map_or(f64::NAN, round),
     })
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A client of the hub at `addr`, subscribed to `channel` (its `subscribed`
+/// frame read).
+async fn subscribed_client(addr: SocketAddr, token: &str, channel: &str) -> anyhow::Result<Socket> {
+    // tungstenite zeroes its whole read buffer (128 KiB by default) on every
+    // read; these clients share the hub's two cores, so they read into 4 KiB
+    // (a live frame is well under 1 KiB).
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://{addr}/v1/ws?token={token}"),
+        Some(config),
+        false,
+    )
+    .await?;
+    ws.send(Message::text(
+        json!({"op": "subscribe", "id": 1, "channel": channel}).to_string(),
+    ))
+    .await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.contains(r#""op":"subscribed""#) => return Ok(ws),
+            Some(Ok(Message::Text(t))) => anyhow::bail!("subscribe refused: {t}"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("closed while subscribing"),
+        }
+    }
 }
 
 /// A token the benchmark's hubs accept, valid for an hour.
