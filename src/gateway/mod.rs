@@ -126,6 +126,23 @@ enum Source<'a> {
     Local,
 }
 
+impl<'a> Source<'a> {
+    /// Where in `lad.live.v1` the record was read; none for one handed over.
+    fn read_at(self) -> Option<&'a str> {
+        match self {
+            Source::Topic(position) => Some(position),
+            Source::Local => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Source::Topic(_) => "topic",
+            Source::Local => "local",
+        }
+    }
+}
+
 impl Gateway {
     /// Also starts the sweeper of idle channels when called inside a Tokio
     /// runtime; it stops with `shutdown` or when the gateway is dropped.
@@ -185,15 +202,8 @@ impl Gateway {
     }
 
     fn route(&self, source: Source<'_>, record_value: &[u8]) {
-        let label = match source {
-            Source::Topic(_) => "topic",
-            Source::Local => "local",
-        };
-        metrics::counter!("lad_live_records_total", "source" => label).increment(1);
-        let shown = match source {
-            Source::Topic(position) => position,
-            Source::Local => "in-process",
-        };
+        metrics::counter!("lad_live_records_total", "source" => source.label()).increment(1);
+        let shown = source.read_at().unwrap_or("in-process");
         let rec = match LiveRecord::parse(record_value) {
             Ok(rec) => rec,
             Err(e) => {
@@ -202,17 +212,11 @@ impl Gateway {
                 return;
             }
         };
-        if let Source::Topic(_) = source {
-            if rec.origin.as_deref() == Some(self.inner.origin.as_str()) {
-                // Delivered in-process already, when it was consumed.
-                return;
-            }
+        if source.read_at().is_some() && rec.origin.as_deref() == Some(self.inner.origin.as_str()) {
+            // Delivered in-process already, when it was consumed.
+            return;
         }
-        let read_at = match source {
-            Source::Topic(position) => Some(position),
-            Source::Local => None,
-        };
-        let Some(position) = rec.position(read_at) else {
+        let Some(position) = rec.position(source.read_at()) else {
             tracing::warn!(position = %shown, "in-process live record without an id dropped");
             registry::dropped("malformed");
             return;
