@@ -153,12 +153,14 @@ async fn measure(run: &Run, hub: &ChildHub, brokers: &str, f: Fanout) -> anyhow:
     drop(tx);
 
     let producing = Instant::now();
+    let cpu_start = crate::cpu::CpuSample::now();
     let sent = producer.run(&tenants, f).await;
     // Every call.updated reaches every client of its tenant.
     let expected = sent * f.clients / f.tenants;
     let lats = collect(rx, expected).await;
     // Until the last delivery: past the produce window when the hub falls behind.
     let delivering = producing.elapsed().as_secs_f64();
+    let cpu = crate::cpu::window(cpu_start);
     let rss_busy = hub.rss_kib()?;
     for r in readers {
         r.abort();
@@ -183,6 +185,7 @@ async fn measure(run: &Run, hub: &ChildHub, brokers: &str, f: Fanout) -> anyhow:
         "closed": counts.closed,
         "latency_ms": latency_figures(lats),
         "machine": machine(),
+        "cpu_during_run": cpu,
     }))
 }
 

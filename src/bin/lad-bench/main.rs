@@ -14,6 +14,7 @@
 //!   the hub's memory per idle connection, then deliveries/s and produce →
 //!   client latency of `call.updated` (module [`fanout`]).
 
+mod cpu;
 mod fanout;
 
 use anyhow::Context;
@@ -332,6 +333,7 @@ async fn ingest(
     eprintln!("produced {n} events in {produce_secs:.1}s; starting the hub");
 
     let t0 = Instant::now();
+    let cpu_start = cpu::CpuSample::now();
     let hub = start_hub(hub_argv(&run, "hub", brokers, partitions, batch_max, "all")).await?;
     loop {
         let rows: Vec<(i32, Option<i64>)> = sqlx::query_as(
@@ -349,6 +351,7 @@ async fn ingest(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let hub_secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu::window(cpu_start);
     hub.shutdown.cancel();
     hub.wait().await?;
     let events_per_sec = n as f64 / hub_secs;
@@ -367,6 +370,7 @@ async fn ingest(
         "copy_rows_per_second": (copy_rows as f64 / copy_secs).round(),
         "ratio_hub_to_copy": round(copy_secs / hub_secs),
         "machine": machine(),
+        "cpu_during_run": cpu,
     });
     pool.close().await;
     drop_database(postgres, &run.prefix).await;
@@ -489,8 +493,10 @@ async fn deltas(
 
     let producer = DeltaProducer::new(brokers, &format!("{}.ai", run.prefix), tenant)?;
     producer.warm_up(users[0], &mut rx).await?;
+    let cpu_start = cpu::CpuSample::now();
     let expected = producer.run(&users, traffic).await;
     let lats = collect_latencies(rx, expected).await;
+    let cpu = cpu::window(cpu_start);
     for r in readers {
         r.abort();
     }
@@ -505,6 +511,7 @@ async fn deltas(
         json!({ "across_nodes": across_nodes }),
         expected,
         lats,
+        cpu,
     ))
 }
 
@@ -539,8 +546,10 @@ async fn broker_hop(
     let users: Vec<Uuid> = (0..traffic.streams).map(|_| Uuid::new_v4()).collect();
     let producer = DeltaProducer::new(brokers, &topic, Uuid::new_v4())?;
     producer.warm_up(users[0], &mut rx).await?;
+    let cpu_start = cpu::CpuSample::now();
     let expected = producer.run(&users, traffic).await;
     let lats = collect_latencies(rx, expected).await;
+    let cpu = cpu::window(cpu_start);
     reader.abort();
     Ok(latency_report(
         "hop",
@@ -548,6 +557,7 @@ async fn broker_hop(
         json!({ "partitions": partitions }),
         expected,
         lats,
+        cpu,
     ))
 }
 
@@ -652,6 +662,7 @@ fn latency_report(
     setup: Value,
     expected: usize,
     lats: Vec<f64>,
+    cpu: Value,
 ) -> Value {
     let mut figures = traffic.figures();
     figures["bench"] = bench.into();
@@ -660,6 +671,7 @@ fn latency_report(
     figures["received"] = lats.len().into();
     figures["latency_ms"] = latency_figures(lats);
     figures["machine"] = machine();
+    figures["cpu_during_run"] = cpu;
     figures
 }
 
