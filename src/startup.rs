@@ -222,7 +222,7 @@ impl PipelineSpawner<'_> {
             live_topic: self.args.topics.topic_live.clone(),
             dead_letter_topic: self.args.topics.topic_dead_letters.clone(),
             batch_max: self.args.batch_max,
-            batch_wait: self.args.batch_wait(),
+            batch_wait: self.args.batch_wait(domain.streams_ephemeral()),
         };
         let pipeline = Pipeline::new(
             Arc::new(domain),

@@ -683,6 +683,8 @@ impl<D: Domain> Pipeline<D> {
                 }
             }
         }
+        // With no wait this still takes every record already received:
+        // `timeout_at` polls the receive before it looks at the deadline.
         let deadline = tokio::time::Instant::now() + self.cfg.batch_wait;
         while batch.len() < self.cfg.batch_max {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {

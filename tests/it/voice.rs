@@ -372,3 +372,43 @@ async fn killing_the_hub_mid_stream_changes_nothing_in_the_result(pool: PgPool) 
         0
     );
 }
+
+/// With no batch wait (the default), a backlog is still applied in batches
+/// of what the consumer has already received, not a transaction a record:
+/// the pipeline only stops waiting for more, it does not stop taking them.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_backlog_is_applied_in_large_batches_without_a_batch_wait(pool: PgPool) {
+    let topics = Topics::new();
+    let kafka = lad_consumers::kafka::KafkaSettings {
+        brokers: brokers(),
+        ..Default::default()
+    };
+    lad_consumers::kafka::ensure_topics(&kafka, &[&topics.voice()], 3, 1)
+        .await
+        .expect("voice topic");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let agents: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    let step = ChronoDuration::minutes(1);
+    let (calls, events) = scripted_calls(&mut rng, Uuid::new_v4(), &agents, 150, step);
+    produce(&producer(false), &topics.voice(), &events).await;
+
+    let hub = Hub::start(&pool, &topics, HubOptions::default()).await;
+    await_reference_stats(&pool, &calls, step, 60, "the backlog applied").await;
+
+    let (status, metrics) = lad_hub::http::fetch(hub.addr, "/metrics")
+        .await
+        .expect("metrics");
+    assert_eq!(status, 200);
+    let series = format!(r#"lad_batch_seconds_count{{topic="{}"}} "#, topics.voice());
+    let batches: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the voice pipeline's batch count");
+    assert!(batches >= 1.0);
+    assert!(
+        batches * 10.0 <= events.len() as f64,
+        "{} events took {batches} batches",
+        events.len()
+    );
+}
