@@ -3,8 +3,8 @@
 //! apart from the clients'.
 
 use crate::{
-    drop_database, fresh_run, hub_argv, latency_figures, machine, subscribed_client, token_for,
-    Run, Socket,
+    collect_latencies, drop_database, fresh_run, hub_argv, latency_figures, machine,
+    subscribed_client, token_for, Run, Socket,
 };
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -38,6 +38,17 @@ pub struct Fanout {
     rate: f64,
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+}
+
+impl Fanout {
+    fn ticks(&self) -> usize {
+        (self.seconds as f64 * self.rate) as usize
+    }
+
+    /// The calls a run starts: one per tenant per tick.
+    fn calls(&self) -> usize {
+        self.ticks() * self.tenants
+    }
 }
 
 /// The hub in a child process: started with a `lad-hub serve` command line,
@@ -152,13 +163,18 @@ async fn measure(run: &Run, hub: &ChildHub, brokers: &str, f: Fanout) -> anyhow:
         .collect();
     drop(tx);
 
+    // Every call.updated reaches every client of its tenant.
+    let expected = f.calls() * f.clients / f.tenants;
+    // Drained while the calls are produced: a reader that finds this
+    // channel full stops reading its socket, and the wait would be timed
+    // as the hub's.
+    let collecting = tokio::spawn(collect_latencies(rx, expected, Duration::from_secs(15)));
     let producing = Instant::now();
     let cpu_start = crate::cpu::CpuSample::now();
-    let sent = producer.run(&tenants, f).await;
-    // Every call.updated reaches every client of its tenant.
-    let expected = sent * f.clients / f.tenants;
-    let lats = collect(rx, expected).await;
-    // Until the last delivery: past the produce window when the hub falls behind.
+    producer.run(&tenants, f).await;
+    let lats = collecting.await?;
+    // Until the last delivery: past the produce window when the hub falls
+    // behind (and 15 s past it when deliveries were lost).
     let delivering = producing.elapsed().as_secs_f64();
     let cpu = crate::cpu::window(cpu_start);
     let rss_busy = hub.rss_kib()?;
@@ -305,32 +321,17 @@ impl CallProducer {
         }
     }
 
-    /// A new call per tenant per tick. Returns how many.
-    async fn run(&self, tenants: &[Uuid], f: Fanout) -> usize {
+    /// A new call per tenant per tick: `f.calls()` in all.
+    async fn run(&self, tenants: &[Uuid], f: Fanout) {
         let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / f.rate));
-        let ticks = (f.seconds as f64 * f.rate) as usize;
-        for _ in 0..ticks {
+        for _ in 0..f.ticks() {
             interval.tick().await;
             for tenant in tenants {
                 self.send(*tenant);
             }
         }
         let _ = self.producer.flush(Duration::from_secs(5));
-        ticks * tenants.len()
     }
-}
-
-/// Latencies until `expected` arrived or 15 s passed without one; the time
-/// then includes those 15 s only when deliveries were lost.
-async fn collect(mut rx: tokio::sync::mpsc::Receiver<f64>, expected: usize) -> Vec<f64> {
-    let mut lats = Vec::with_capacity(expected);
-    while lats.len() < expected {
-        match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
-            Ok(Some(l)) => lats.push(l),
-            _ => break,
-        }
-    }
-    lats
 }
 
 #[cfg(test)]

@@ -103,6 +103,10 @@ struct DeltaTraffic {
 }
 
 impl DeltaTraffic {
+    fn ticks(&self) -> usize {
+        (self.seconds as f64 * self.rate) as usize
+    }
+
     fn figures(&self) -> Value {
         json!({
             "streams": self.streams,
@@ -493,9 +497,13 @@ async fn deltas(
 
     let producer = DeltaProducer::new(brokers, &format!("{}.ai", run.prefix), tenant)?;
     producer.warm_up(users[0], &mut rx).await?;
+    let expected = traffic.ticks() * users.len();
+    // Drained while the run goes: a reader that finds the channel full
+    // stops reading, and the wait would be timed as latency.
+    let collecting = tokio::spawn(collect_latencies(rx, expected, Duration::from_secs(10)));
     let cpu_start = cpu::CpuSample::now();
-    let expected = producer.run(&users, traffic).await;
-    let lats = collect_latencies(rx, expected).await;
+    producer.run(&users, traffic).await;
+    let lats = collecting.await?;
     let cpu = cpu::window(cpu_start);
     for r in readers {
         r.abort();
@@ -546,9 +554,13 @@ async fn broker_hop(
     let users: Vec<Uuid> = (0..traffic.streams).map(|_| Uuid::new_v4()).collect();
     let producer = DeltaProducer::new(brokers, &topic, Uuid::new_v4())?;
     producer.warm_up(users[0], &mut rx).await?;
+    let expected = traffic.ticks() * users.len();
+    // Drained while the run goes: a reader that finds the channel full
+    // stops reading, and the wait would be timed as latency.
+    let collecting = tokio::spawn(collect_latencies(rx, expected, Duration::from_secs(10)));
     let cpu_start = cpu::CpuSample::now();
-    let expected = producer.run(&users, traffic).await;
-    let lats = collect_latencies(rx, expected).await;
+    producer.run(&users, traffic).await;
+    let lats = collecting.await?;
     let cpu = cpu::window(cpu_start);
     reader.abort();
     Ok(latency_report(
@@ -626,28 +638,28 @@ impl DeltaProducer {
 
     /// One reply per user, `traffic.rate` deltas a second each, all streams ticking
     /// together (the harder case: every tick is a burst of `users.len()`).
-    /// Returns how many were sent.
-    async fn run(&self, users: &[Uuid], traffic: DeltaTraffic) -> usize {
+    async fn run(&self, users: &[Uuid], traffic: DeltaTraffic) {
         let messages: Vec<(Uuid, Uuid)> = users.iter().map(|u| (*u, Uuid::new_v4())).collect();
         let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / traffic.rate));
-        let total_ticks = (traffic.seconds as f64 * traffic.rate) as i64;
-        for seq in 0..total_ticks {
+        for seq in 0..traffic.ticks() as i64 {
             interval.tick().await;
             for (user, message) in &messages {
                 self.send(*user, *message, seq);
             }
         }
         let _ = self.producer.flush(Duration::from_secs(5));
-        total_ticks as usize * users.len()
     }
 }
 
-/// Latencies until `expected` arrived or 10 s passed after the last send.
-async fn collect_latencies(mut rx: tokio::sync::mpsc::Receiver<f64>, expected: usize) -> Vec<f64> {
+/// Latencies until `expected` arrived or `quiet` passed without one.
+async fn collect_latencies(
+    mut rx: tokio::sync::mpsc::Receiver<f64>,
+    expected: usize,
+    quiet: Duration,
+) -> Vec<f64> {
     let mut lats = Vec::with_capacity(expected);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while lats.len() < expected {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
+        match tokio::time::timeout(quiet, rx.recv()).await {
             Ok(Some(l)) => lats.push(l),
             _ => break,
         }
