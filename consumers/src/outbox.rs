@@ -29,10 +29,10 @@ pub async fn write(conn: &mut PgConnection, records: &[OutboxRecord]) -> Result<
     if records.is_empty() {
         return Ok(());
     }
-    // `json`, not `jsonb`: the relay only ever reads the text back, so
-    // Postgres need not parse it into a tree (a batch's row is megabytes).
+    // Plain text (migration 0003): the relay only ever reads it back, so
+    // Postgres need not parse or validate it (a batch's row is megabytes).
     let text = serde_json::to_string(records).expect("JSON values serialize");
-    sqlx::query("INSERT INTO hub_outbox (records) VALUES ($1::json)")
+    sqlx::query("INSERT INTO hub_outbox (records) VALUES ($1)")
         .bind(text)
         .execute(conn)
         .await?;
@@ -169,7 +169,7 @@ impl Relay {
             return Ok(0);
         }
         let rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, records::text FROM hub_outbox ORDER BY id LIMIT $1")
+            sqlx::query_as("SELECT id, records FROM hub_outbox ORDER BY id LIMIT $1")
                 .bind(self.rows_per_drain)
                 .fetch_all(&mut *tx)
                 .await?;

@@ -335,7 +335,7 @@ async fn usage_is_priced_from_the_active_catalog_and_an_unpriced_item_is_dead_le
     );
     assert_eq!((letters[1].0, letters[1].1.as_str()), (3, "rule_violation"));
     let published: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM hub_outbox, json_array_elements(records) r WHERE r->>'topic' = $1",
+        "SELECT count(*) FROM hub_outbox, json_array_elements(records::json) r WHERE r->>'topic' = $1",
     )
     .bind(DEAD)
     .fetch_one(&pool)

@@ -132,7 +132,7 @@ pub fn envelope(tenant: Uuid, kind: &str, occurred: DateTime<Utc>, data: Value) 
 
 /// Every record of every outbox row, in commit order.
 pub async fn outbox(pool: &PgPool) -> Vec<Value> {
-    let rows: Vec<Value> = sqlx::query_scalar("SELECT records FROM hub_outbox ORDER BY id")
+    let rows: Vec<Value> = sqlx::query_scalar("SELECT records::json FROM hub_outbox ORDER BY id")
         .fetch_all(pool)
         .await
         .unwrap();
