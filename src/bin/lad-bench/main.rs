@@ -497,14 +497,7 @@ async fn deltas(
 
     let producer = DeltaProducer::new(brokers, &format!("{}.ai", run.prefix), tenant)?;
     producer.warm_up(users[0], &mut rx).await?;
-    let expected = traffic.ticks() * users.len();
-    // Drained while the run goes: a reader that finds the channel full
-    // stops reading, and the wait would be timed as latency.
-    let collecting = tokio::spawn(collect_latencies(rx, expected, Duration::from_secs(10)));
-    let cpu_start = cpu::CpuSample::now();
-    producer.run(&users, traffic).await;
-    let lats = collecting.await?;
-    let cpu = cpu::window(cpu_start);
+    let (expected, lats, cpu) = producer.timed_run(&users, traffic, rx).await?;
     for r in readers {
         r.abort();
     }
@@ -554,14 +547,7 @@ async fn broker_hop(
     let users: Vec<Uuid> = (0..traffic.streams).map(|_| Uuid::new_v4()).collect();
     let producer = DeltaProducer::new(brokers, &topic, Uuid::new_v4())?;
     producer.warm_up(users[0], &mut rx).await?;
-    let expected = traffic.ticks() * users.len();
-    // Drained while the run goes: a reader that finds the channel full
-    // stops reading, and the wait would be timed as latency.
-    let collecting = tokio::spawn(collect_latencies(rx, expected, Duration::from_secs(10)));
-    let cpu_start = cpu::CpuSample::now();
-    producer.run(&users, traffic).await;
-    let lats = collecting.await?;
-    let cpu = cpu::window(cpu_start);
+    let (expected, lats, cpu) = producer.timed_run(&users, traffic, rx).await?;
     reader.abort();
     Ok(latency_report(
         "hop",
@@ -634,6 +620,25 @@ impl DeltaProducer {
         tokio::time::sleep(Duration::from_millis(500)).await;
         while rx.try_recv().is_ok() {}
         Ok(())
+    }
+
+    /// [`Self::run`] with the latencies collected as they come. Returns how
+    /// many deltas were sent, the latencies that came back, and the
+    /// machine's shares during the run.
+    async fn timed_run(
+        &self,
+        users: &[Uuid],
+        traffic: DeltaTraffic,
+        rx: tokio::sync::mpsc::Receiver<f64>,
+    ) -> anyhow::Result<(usize, Vec<f64>, Value)> {
+        let expected = traffic.ticks() * users.len();
+        // Drained while the run goes: a reader that finds the channel full
+        // stops reading, and the wait would be timed as latency.
+        let collecting = tokio::spawn(collect_latencies(rx, expected, Duration::from_secs(10)));
+        let cpu_start = cpu::CpuSample::now();
+        self.run(users, traffic).await;
+        let lats = collecting.await?;
+        Ok((expected, lats, cpu::window(cpu_start)))
     }
 
     /// One reply per user, `traffic.rate` deltas a second each, all streams ticking
