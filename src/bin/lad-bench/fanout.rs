@@ -42,7 +42,7 @@ pub struct Fanout {
 
 impl Fanout {
     fn ticks(&self) -> usize {
-        (self.seconds as f64 * self.rate) as usize
+        crate::ticks(self.seconds, self.rate)
     }
 
     /// The calls a run starts: one per tenant per tick.

@@ -104,7 +104,7 @@ struct DeltaTraffic {
 
 impl DeltaTraffic {
     fn ticks(&self) -> usize {
-        (self.seconds as f64 * self.rate) as usize
+        ticks(self.seconds, self.rate)
     }
 
     fn figures(&self) -> Value {
@@ -748,6 +748,11 @@ fn token_for(tenant: Uuid, user: Uuid, role: &str) -> anyhow::Result<String> {
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )?)
+}
+
+/// How many ticks a run of `seconds` at `rate` ticks a second has.
+fn ticks(seconds: u64, rate: f64) -> usize {
+    (seconds as f64 * rate) as usize
 }
 
 fn round(x: f64) -> f64 {
