@@ -163,9 +163,8 @@ pub struct ServeArgs {
     /// Replication factor of the topics the hub creates.
     #[arg(long, env = "LAD_TOPIC_REPLICATION", default_value_t = 1)]
     pub topic_replication: i32,
-    /// Outgoing frames a WebSocket may have queued before it is cut off (4008).
-    #[arg(long, env = "LAD_WS_QUEUE", default_value_t = 1024)]
-    pub ws_queue: usize,
+    #[command(flatten)]
+    pub ws: WsArgs,
     /// Which parts run on this node: `all`, `consumers` (pipelines and relay) or `gateway`.
     #[arg(long, env = "LAD_ROLE", default_value = "all", value_parser = ["all", "consumers", "gateway"])]
     pub role: String,
@@ -190,6 +189,53 @@ impl ServeArgs {
 
     pub fn runs_gateway(&self) -> bool {
         self.role != "consumers"
+    }
+}
+
+/// How each WebSocket is served: its backlog, heartbeats, and how far back
+/// `since` is recovered.
+#[derive(Debug, Clone, Args)]
+pub struct WsArgs {
+    /// Bytes of events (frames that are never merged) a socket may have
+    /// waiting before it is closed with 4008. State messages are conflated
+    /// per entity instead and do not count.
+    #[arg(long, env = "LAD_WS_BACKLOG_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub ws_backlog_bytes: usize,
+    /// Seconds a socket with frames waiting may accept no write before it
+    /// is closed with 4008 (the client stopped reading).
+    #[arg(long, env = "LAD_WS_STALL_SECS", default_value_t = 10.0)]
+    pub ws_stall_secs: f64,
+    /// Seconds between the hub's pings to each socket.
+    #[arg(long, env = "LAD_WS_PING_SECS", default_value_t = 20.0)]
+    pub ws_ping_secs: f64,
+    /// Seconds past a ping interval a silent socket (no pong, no frame) is
+    /// kept before it is closed with 4009.
+    #[arg(long, env = "LAD_WS_PONG_TIMEOUT_SECS", default_value_t = 20.0)]
+    pub ws_pong_timeout_secs: f64,
+    /// Most records of `lad.live.v1` a `since` recovery reads back.
+    #[arg(long, env = "LAD_WS_REPLAY_MAX_RECORDS", default_value_t = 100_000)]
+    pub ws_replay_max_records: i64,
+    /// Oldest missed message, in seconds, a `since` recovery reads back.
+    #[arg(long, env = "LAD_WS_REPLAY_MAX_AGE_SECS", default_value_t = 900.0)]
+    pub ws_replay_max_age_secs: f64,
+}
+
+impl WsArgs {
+    /// The gateway settings these flags describe.
+    pub fn apply(&self, cfg: &mut crate::gateway::GatewayConfig) -> Result<(), String> {
+        let secs = |name: &str, v: f64| {
+            Duration::try_from_secs_f64(v)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| format!("{name} must be a positive number of seconds, not {v}"))
+        };
+        cfg.backlog_bytes = self.ws_backlog_bytes;
+        cfg.stall_timeout = secs("LAD_WS_STALL_SECS", self.ws_stall_secs)?;
+        cfg.ping_interval = secs("LAD_WS_PING_SECS", self.ws_ping_secs)?;
+        cfg.pong_timeout = secs("LAD_WS_PONG_TIMEOUT_SECS", self.ws_pong_timeout_secs)?;
+        cfg.replay.max_records = self.ws_replay_max_records;
+        cfg.replay.max_age = secs("LAD_WS_REPLAY_MAX_AGE_SECS", self.ws_replay_max_age_secs)?;
+        Ok(())
     }
 }
 

@@ -115,14 +115,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let mut tasks = JoinSet::new();
     tasks.spawn(keep_partitions_ahead(pool.clone(), shutdown.clone()));
 
-    let gateway = Gateway::new(
-        pool.clone(),
-        GatewayConfig {
-            queue_capacity: args.ws_queue,
-            ..GatewayConfig::new(args.jwt_secret.clone())
-        },
-        shutdown.clone(),
-    );
+    let mut gateway_cfg = GatewayConfig::new(args.jwt_secret.clone());
+    args.ws
+        .apply(&mut gateway_cfg)
+        .map_err(anyhow::Error::msg)?;
+    let gateway = Gateway::new(pool.clone(), gateway_cfg, shutdown.clone());
 
     if args.runs_consumers() {
         let producer: FutureProducer =

@@ -1,9 +1,15 @@
-//! What the pipelines publish on `lad.live.v1`: one [`LiveUpdate`] per channel
-//! message, and the channel names of contract §7 (formatted here, parsed by
-//! the gateway with the same type so the two cannot drift).
+//! The live stream, both ends of it: what the pipelines publish on
+//! `lad.live.v1` (one [`LiveUpdate`] per channel message, written as a
+//! [`LiveRecord`] value), how each message type is delivered to a socket
+//! that falls behind ([`delivery`]), and the channel names of contract §7.
+//! The gateway reads records and parses channels with these same types, so
+//! writer and reader cannot drift.
 
-use serde::Serialize;
-use serde_json::Value;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -17,6 +23,9 @@ pub struct LiveUpdate {
     pub channel: String,
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// The entity a state message describes ([`delivery`]); `None` for events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     pub data: Value,
 }
 
@@ -26,8 +35,153 @@ impl LiveUpdate {
             tenant_id: channel.tenant_id(),
             channel: channel.to_string(),
             kind,
+            key: state_key(kind, &data),
             data,
         }
+    }
+}
+
+/// How a live message type reaches a socket that is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The latest state of one entity, named by these `data` fields: a newer
+    /// message for the same entity replaces one still queued (conflation),
+    /// because a dashboard needs the latest value, not every step.
+    State(&'static [&'static str]),
+    /// One piece of an ordered stream: never merged, never skipped.
+    Event,
+}
+
+/// Every state message type and its entity, in one place. Anything not
+/// listed is an event.
+pub fn delivery(kind: &str) -> Delivery {
+    match kind {
+        "call.updated" => Delivery::State(&["id"]),
+        "call.stats" => Delivery::State(&["day", "agent_id"]),
+        "campaign.stats" => Delivery::State(&["campaign_id", "step_id", "status"]),
+        "billing.wallet" => Delivery::State(&["wallet_id"]),
+        _ => Delivery::Event,
+    }
+}
+
+/// `"{type}/{field}/{field}…"` for a state message, from its data; `None`
+/// for an event (or a state message missing a key field: delivered unmerged
+/// rather than merged with the wrong entity).
+pub fn state_key(kind: &str, data: &Value) -> Option<String> {
+    let Delivery::State(fields) = delivery(kind) else {
+        return None;
+    };
+    let mut key = String::from(kind);
+    for field in fields {
+        key.push('/');
+        match data.get(field)? {
+            Value::String(s) => key.push_str(s),
+            Value::Null => return None,
+            other => key.push_str(&other.to_string()),
+        }
+    }
+    Some(key)
+}
+
+/// A `lad.live.v1` record value (docs/schemas/live-record.json). Written by
+/// [`LiveRecord::committed`] (the relay splices the outbox `id` in) and
+/// [`LiveRecord::ephemeral`]; read by the gateway with [`LiveRecord::parse`],
+/// which borrows and keeps `data` raw so it is forwarded byte for byte.
+#[derive(Debug, Deserialize)]
+pub struct LiveRecord<'a> {
+    #[serde(default, borrow)]
+    pub id: Option<Cow<'a, str>>,
+    /// Ephemeral records only: the process that also delivered it in-process.
+    #[serde(default, borrow)]
+    pub origin: Option<Cow<'a, str>>,
+    pub tenant_id: Uuid,
+    #[serde(borrow)]
+    pub channel: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    /// State messages only: the entity, for conflation.
+    #[serde(default, borrow)]
+    pub key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+}
+
+impl<'a> LiveRecord<'a> {
+    pub fn parse(value: &'a [u8]) -> Result<LiveRecord<'a>, serde_json::Error> {
+        serde_json::from_slice(value)
+    }
+
+    /// The value of a committed update, as the outbox stores it.
+    pub fn committed(u: &LiveUpdate, committed_at: DateTime<Utc>) -> Value {
+        let mut value = json!({
+            "tenant_id": u.tenant_id,
+            "channel": u.channel,
+            "type": u.kind,
+            "data": u.data,
+            "committed_at": committed_at,
+        });
+        if let Some(key) = &u.key {
+            value["key"] = key.as_str().into();
+        }
+        value
+    }
+
+    /// The value of an ephemeral update, published at once with its own
+    /// `id`; `origin` names the process that also delivered it in-process.
+    pub fn ephemeral(id: &str, u: &LiveUpdate, origin: Option<&str>) -> Vec<u8> {
+        let mut value = json!({
+            "id": id,
+            "tenant_id": u.tenant_id,
+            "channel": u.channel,
+            "type": u.kind,
+            "data": u.data,
+        });
+        if let Some(origin) = origin {
+            value["origin"] = origin.into();
+        }
+        serde_json::to_vec(&value).expect("JSON values serialize")
+    }
+
+    /// True for a record the relay published from the outbox (its id is
+    /// `"{row}.{index}"`); those are placed by their offset.
+    pub fn is_relayed(&self) -> bool {
+        self.id
+            .as_deref()
+            .is_none_or(|id| OutboxId::parse(id).is_some())
+    }
+
+    /// The record's `position` in its channel's stream. Relayed records are
+    /// placed by where they sit in `lad.live.v1` (`read_at`). Ephemeral ones
+    /// are placed by their id: the same delta then has the same position on
+    /// every node, whether it came from the topic or in-process, where it
+    /// has no offset at all.
+    pub fn position<'p>(&'p self, read_at: Option<&'p str>) -> Option<&'p str> {
+        match self.id.as_deref() {
+            Some(id) if OutboxId::parse(id).is_none() => Some(id),
+            _ => read_at,
+        }
+    }
+}
+
+/// The id the relay gives a committed record: `"{row}.{index}"`, its outbox
+/// row and its place in the row. Stable across republishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxId {
+    pub row: u64,
+    pub index: u32,
+}
+
+impl OutboxId {
+    pub fn parse(id: &str) -> Option<OutboxId> {
+        let (row, index) = id.split_once('.')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(row) || !digits(index) {
+            return None;
+        }
+        Some(OutboxId {
+            row: row.parse().ok()?,
+            index: index.parse().ok()?,
+        })
     }
 }
 
@@ -146,6 +300,126 @@ impl FromStr for Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_messages_are_keyed_by_their_entity_and_events_are_not() {
+        let t = Uuid::new_v4();
+        let calls = Channel::Calls { tenant_id: t };
+        let u = LiveUpdate::new(calls, "call.updated", json!({"id": "c1", "status": "x"}));
+        assert_eq!(u.key.as_deref(), Some("call.updated/c1"));
+        let s = LiveUpdate::new(
+            calls,
+            "call.stats",
+            json!({"day": "2026-11-25", "agent_id": "a1", "calls_started": 3}),
+        );
+        assert_eq!(s.key.as_deref(), Some("call.stats/2026-11-25/a1"));
+        let c = state_key(
+            "campaign.stats",
+            &json!({"campaign_id": "c", "step_id": "s", "status": "sent", "count": 2}),
+        );
+        assert_eq!(c.as_deref(), Some("campaign.stats/c/s/sent"));
+        assert_eq!(
+            state_key("billing.wallet", &json!({"wallet_id": "w"})).as_deref(),
+            Some("billing.wallet/w")
+        );
+        for event in [
+            "call.transcript",
+            "call.analyzed",
+            "billing.charged",
+            "ai.reply.delta",
+        ] {
+            assert_eq!(delivery(event), Delivery::Event);
+            assert_eq!(state_key(event, &json!({"id": "x"})), None);
+        }
+        assert_eq!(
+            state_key("call.updated", &json!({"status": "x"})),
+            None,
+            "no entity, no merging"
+        );
+    }
+
+    #[test]
+    fn a_committed_record_reads_back_with_its_data_untouched() {
+        let t = Uuid::new_v4();
+        let u = LiveUpdate::new(
+            Channel::Calls { tenant_id: t },
+            "call.updated",
+            json!({"id": "c1", "a": "\u{e9}"}),
+        );
+        let value = serde_json::to_vec(&LiveRecord::committed(&u, Utc::now())).unwrap();
+        let r = LiveRecord::parse(&value).unwrap();
+        assert_eq!((r.tenant_id, &*r.kind), (t, "call.updated"));
+        assert_eq!(r.key.as_deref(), Some("call.updated/c1"));
+        assert_eq!(serde_json::from_str::<Value>(r.data.get()).unwrap(), u.data);
+        let raw = format!(
+            r#"{{"id":"12.0","tenant_id":"{t}","channel":"c","type":"t","data":{{"b":1,"a":"\u00e9"}}}}"#
+        );
+        let r = LiveRecord::parse(raw.as_bytes()).unwrap();
+        assert_eq!(
+            r.data.get(),
+            r#"{"b":1,"a":"\u00e9"}"#,
+            "key order and escapes kept"
+        );
+        assert!(r.key.is_none());
+    }
+
+    #[test]
+    fn relayed_records_sit_at_their_offset_and_ephemeral_ones_at_their_id() {
+        let t = Uuid::new_v4();
+        let u = LiveUpdate::new(
+            Channel::UserAi {
+                tenant_id: t,
+                user_id: t,
+            },
+            "ai.reply.delta",
+            json!({"seq": 3}),
+        );
+        let relayed =
+            format!(r#"{{"id":"12.0","tenant_id":"{t}","channel":"c","type":"t","data":{{}}}}"#);
+        let r = LiveRecord::parse(relayed.as_bytes()).unwrap();
+        assert!(r.is_relayed());
+        assert_eq!(r.position(Some("2:40")), Some("2:40"));
+        assert_eq!(
+            r.position(None),
+            None,
+            "a relayed record only has an offset"
+        );
+        let plain = LiveRecord::ephemeral("ai:m:3", &u, None);
+        let r = LiveRecord::parse(&plain).unwrap();
+        assert!(!r.is_relayed() && r.origin.is_none());
+        assert_eq!(r.position(Some("2:41")), Some("ai:m:3"));
+        let local = LiveRecord::ephemeral("ai:m:3", &u, Some("n1"));
+        let r = LiveRecord::parse(&local).unwrap();
+        assert_eq!(
+            (r.position(None), r.origin.as_deref()),
+            (Some("ai:m:3"), Some("n1"))
+        );
+    }
+
+    #[test]
+    fn records_without_the_envelope_fields_are_refused() {
+        for bad in [
+            &b"not json"[..],
+            br#"{"tenant_id":"x","channel":"c","type":"t","data":{}}"#,
+            br#"{"tenant_id":"00000000-0000-0000-0000-000000000000","type":"t","data":{}}"#,
+            br#"{"tenant_id":"00000000-0000-0000-0000-000000000000","channel":"c","type":"t"}"#,
+        ] {
+            assert!(LiveRecord::parse(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn outbox_ids_parse_only_in_their_own_form() {
+        assert_eq!(
+            OutboxId::parse("17.3"),
+            Some(OutboxId { row: 17, index: 3 })
+        );
+        for bad in [
+            "", "17", "17.", ".3", "a.b", "17.3.1", "-1.2", "ai:x:1", "1.+2",
+        ] {
+            assert_eq!(OutboxId::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn every_channel_round_trips_through_its_name() {

@@ -9,7 +9,7 @@
 
 use crate::dead_letters::{self, DeadLetter};
 use crate::envelope::{Envelope, Rejection};
-use crate::live::{LiveUpdate, LocalHandoff};
+use crate::live::{LiveRecord, LiveUpdate, LocalHandoff};
 use crate::offsets::{self, FenceDecision};
 use crate::outbox::{self, OutboxRecord, RelayWaker};
 use chrono::{DateTime, Utc};
@@ -18,7 +18,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -439,19 +438,12 @@ impl<D: Domain> BatchApplier<D> {
     }
 }
 
-/// The value of a `lad.live.v1` record (schema: docs/schemas/live-record.json).
-/// The relay adds its `id`.
+/// The outbox record of a committed update (the relay adds its `id`).
 pub fn live_record(live_topic: &str, u: &LiveUpdate, committed_at: DateTime<Utc>) -> OutboxRecord {
     OutboxRecord {
         topic: live_topic.to_owned(),
         key: Some(u.tenant_id.to_string()),
-        value: json!({
-            "tenant_id": u.tenant_id,
-            "channel": u.channel,
-            "type": u.kind,
-            "data": u.data,
-            "committed_at": committed_at,
-        }),
+        value: LiveRecord::committed(u, committed_at),
     }
 }
 
@@ -707,7 +699,8 @@ impl<D: Domain> Pipeline<D> {
 
     fn publish_ephemeral(&self, items: Vec<Ephemeral>) {
         for item in items {
-            let payload = ephemeral_record(&item, self.local.as_ref().map(|l| l.origin.as_str()));
+            let origin = self.local.as_ref().map(|l| l.origin.as_str());
+            let payload = LiveRecord::ephemeral(&item.id, &item.update, origin);
             if let Some(local) = &self.local {
                 local.gateway.deliver(&payload);
             }
@@ -725,58 +718,11 @@ impl<D: Domain> Pipeline<D> {
     }
 }
 
-/// The `lad.live.v1` value of an ephemeral update (schema:
-/// docs/schemas/live-record.json); `origin` names the process that also
-/// delivered it in-process.
-pub fn ephemeral_record(item: &Ephemeral, origin: Option<&str>) -> Vec<u8> {
-    let mut value = json!({
-        "id": item.id,
-        "tenant_id": item.update.tenant_id,
-        "channel": item.update.channel,
-        "type": item.update.kind,
-        "data": item.update.data,
-    });
-    if let Some(origin) = origin {
-        value["origin"] = origin.into();
-    }
-    serde_json::to_vec(&value).expect("JSON values serialize")
-}
-
 fn own<M: Message>(m: &M) -> RawRecord {
     RawRecord {
         partition: m.partition(),
         offset: m.offset(),
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::live::Channel;
-    use serde_json::Value;
-
-    #[test]
-    fn ephemeral_records_name_their_origin_only_when_handed_over_in_process() {
-        let tenant_id = Uuid::new_v4();
-        let item = Ephemeral {
-            id: "ai:m:0".into(),
-            update: LiveUpdate::new(
-                Channel::UserAi {
-                    tenant_id,
-                    user_id: Uuid::new_v4(),
-                },
-                "ai.reply.delta",
-                json!({"seq": 0}),
-            ),
-        };
-        let plain: Value = serde_json::from_slice(&ephemeral_record(&item, None)).unwrap();
-        assert_eq!(plain["id"], "ai:m:0");
-        assert_eq!(plain["tenant_id"], json!(tenant_id));
-        assert!(plain.get("origin").is_none());
-        let local: Value = serde_json::from_slice(&ephemeral_record(&item, Some("n1"))).unwrap();
-        assert_eq!(local["origin"], "n1");
-        assert_eq!(local["data"], json!({"seq": 0}));
     }
 }

@@ -8,29 +8,9 @@
 //! order (ids are drawn at insert, rows publish at commit), which is why
 //! this remembers rows rather than a high-water mark.
 
+use lad_consumers::live::OutboxId;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-
-/// An outbox record id: `"{row}.{i}"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutboxId {
-    pub row: u64,
-    pub index: u32,
-}
-
-impl OutboxId {
-    pub fn parse(id: &str) -> Option<OutboxId> {
-        let (row, index) = id.split_once('.')?;
-        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if !digits(row) || !digits(index) {
-            return None;
-        }
-        Some(OutboxId {
-            row: row.parse().ok()?,
-            index: index.parse().ok()?,
-        })
-    }
-}
 
 /// The rows seen recently, per partition. A republish comes from the rows
 /// of one failed drain (at most 64), so a few thousand rows is ample.
@@ -108,16 +88,6 @@ mod tests {
 
     fn id(s: &str) -> OutboxId {
         OutboxId::parse(s).unwrap()
-    }
-
-    #[test]
-    fn outbox_ids_parse_only_in_their_own_form() {
-        assert_eq!(id("17.3"), OutboxId { row: 17, index: 3 });
-        for bad in [
-            "", "17", "17.", ".3", "a.b", "17.3.1", "-1.2", "ai:x:1", "1.+2",
-        ] {
-            assert_eq!(OutboxId::parse(bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Every gateway node reads every partition (its sockets may want any
 //! tenant), so there is no consumer group and nothing is committed: the
 //! partitions are assigned by hand, starting at the high watermark, because
-//! a node serves what happens from now on; the past is in the snapshot.
+//! a node serves what happens from now on; the past is in the snapshot, or
+//! read back from the topic for a client that resumes with `since`
+//! (`replay`).
 
 use crate::gateway::Gateway;
 use lad_consumers::kafka::KafkaSettings;
@@ -35,7 +37,7 @@ pub async fn run(
     let mut assigned = BTreeSet::new();
 
     while assigned.is_empty() {
-        match assign_new_partitions(&consumer, topic, &mut assigned).await {
+        match assign_new_partitions(gw, &consumer, topic, &mut assigned).await {
             Ok(()) if !assigned.is_empty() => break,
             Ok(()) => tracing::info!(%topic, "live topic not there yet; waiting"),
             Err(e) => {
@@ -56,16 +58,14 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = refresh.tick() => {
-                if let Err(e) = assign_new_partitions(&consumer, topic, &mut assigned).await {
+                if let Err(e) = assign_new_partitions(gw, &consumer, topic, &mut assigned).await {
                     tracing::warn!(error = %e, %topic, "live topic refresh failed");
                 }
             }
             received = consumer.recv() => match received {
                 Ok(m) => {
-                    if let Some(payload) = m.payload() {
-                        let position = format!("{}:{}", m.partition(), m.offset());
-                        gw.dispatch(&position, payload);
-                    }
+                    let position = format!("{}:{}", m.partition(), m.offset());
+                    gw.dispatch(&position, m.payload().unwrap_or_default());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "live topic receive failed");
@@ -82,6 +82,7 @@ pub async fn run(
 /// first call, from their beginning later (a partition created after start
 /// holds only records this node has not seen).
 async fn assign_new_partitions(
+    gw: &Gateway,
     consumer: &Arc<StreamConsumer>,
     topic: &str,
     assigned: &mut BTreeSet<i32>,
@@ -91,7 +92,7 @@ async fn assign_new_partitions(
     let consumer = consumer.clone();
     let topic = topic.to_owned();
     // librdkafka's metadata and watermark calls block.
-    let added = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<i32>> {
+    let added = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i32, i64)>> {
         let metadata = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
         let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
             return Ok(Vec::new());
@@ -105,23 +106,27 @@ async fn assign_new_partitions(
             .map(|p| p.id())
             .filter(|p| !known.contains(p))
             .collect();
-        if new.is_empty() {
-            return Ok(new);
-        }
         let mut tpl = TopicPartitionList::new();
-        for p in &new {
-            let offset = if first {
-                let (_low, high) = consumer.fetch_watermarks(&topic, *p, METADATA_TIMEOUT)?;
-                Offset::Offset(high)
+        let mut starts = Vec::with_capacity(new.len());
+        for p in new {
+            let start = if first {
+                consumer.fetch_watermarks(&topic, p, METADATA_TIMEOUT)?.1
             } else {
-                Offset::Beginning
+                0
             };
-            tpl.add_partition_offset(&topic, *p, offset)?;
+            tpl.add_partition_offset(&topic, p, Offset::Offset(start))?;
+            starts.push((p, start));
         }
-        consumer.incremental_assign(&tpl)?;
-        Ok(new)
+        if !starts.is_empty() {
+            consumer.incremental_assign(&tpl)?;
+        }
+        Ok(starts)
     })
     .await??;
-    assigned.extend(added);
+    for (partition, start) in added {
+        // Everything before `start` is for a replay to read back.
+        gw.registry().note_assigned(partition, start);
+        assigned.insert(partition);
+    }
     Ok(())
 }

@@ -9,19 +9,23 @@
 //! - [`protocol`]: client and server frames (pure).
 //! - [`authz`]: who may subscribe to what (pure, plus one capability query).
 //! - [`registry`]: channels, subscribers, ring buffers for `since`, dedupe.
+//! - [`delivery`]: each socket's queue: state conflated, events bounded in
+//!   bytes (pure).
+//! - [`replay`]: `since` recovered from `lad.live.v1` when the ring no
+//!   longer covers it (across restarts and nodes).
 //! - [`replies`]: streamed assistant replies put back in `seq` order (pure).
 //! - [`dedupe`]: repeated relay records (pure).
-//! - [`record`]: the `lad.live.v1` record as read here.
 //! - [`snapshot`]: each channel's current state from Postgres.
-//! - [`session`]: one task per socket.
+//! - [`session`]: one task per socket: writes, heartbeats, closes.
 //! - [`live_reader`]: the Kafka side.
 
 pub mod authz;
 pub mod dedupe;
+pub mod delivery;
 pub mod live_reader;
 pub mod protocol;
-pub mod record;
 pub mod registry;
+pub mod replay;
 pub mod replies;
 pub mod session;
 pub mod snapshot;
@@ -35,14 +39,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use lad_consumers::kafka::KafkaSettings;
-use lad_consumers::live::{Channel, LocalGateway, LocalHandoff};
-use record::LiveRecord;
+use lad_consumers::live::{Channel, LiveRecord, LocalGateway, LocalHandoff};
 use registry::ChannelRegistry;
+use replay::{LogReplay, ReplayLimits, TopicPosition};
 use serde_json::json;
 use sqlx::PgPool;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -58,24 +62,43 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct GatewayConfig {
     pub jwt_secret: String,
-    /// Frames queued per connection before it is closed with 4008.
-    pub queue_capacity: usize,
-    /// Messages kept per channel for `since` recovery.
+    /// Bytes of unmergeable frames (events, replies) a socket may have
+    /// waiting; one more closes it with 4008. State messages are conflated
+    /// instead (one waiting per entity), so they never count.
+    pub backlog_bytes: usize,
+    /// A socket that accepts no write for this long while frames wait is
+    /// closed with 4008: it stopped reading.
+    pub stall_timeout: Duration,
+    /// How often the hub pings each socket.
+    pub ping_interval: Duration,
+    /// A socket silent (no pong, no frame) for a ping interval plus this is
+    /// closed with 4009: the peer is gone.
+    pub pong_timeout: Duration,
+    /// Messages kept per channel for `since` recovery from memory.
     pub ring_capacity: usize,
+    /// How far back `since` is recovered from `lad.live.v1`.
+    pub replay: ReplayLimits,
     /// Largest client frame; bigger closes with 1009.
     pub max_frame_bytes: usize,
 }
 
 impl GatewayConfig {
-    pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+    pub const DEFAULT_BACKLOG_BYTES: usize = 4 * 1024 * 1024;
+    pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
+    pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(20);
     pub const DEFAULT_RING_CAPACITY: usize = 256;
     pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 
     pub fn new(jwt_secret: impl Into<String>) -> GatewayConfig {
         GatewayConfig {
             jwt_secret: jwt_secret.into(),
-            queue_capacity: Self::DEFAULT_QUEUE_CAPACITY,
+            backlog_bytes: Self::DEFAULT_BACKLOG_BYTES,
+            stall_timeout: Self::DEFAULT_STALL_TIMEOUT,
+            ping_interval: Self::DEFAULT_PING_INTERVAL,
+            pong_timeout: Self::DEFAULT_PONG_TIMEOUT,
             ring_capacity: Self::DEFAULT_RING_CAPACITY,
+            replay: ReplayLimits::default(),
             max_frame_bytes: Self::DEFAULT_MAX_FRAME_BYTES,
         }
     }
@@ -92,8 +115,12 @@ impl fmt::Debug for GatewayConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GatewayConfig")
             .field("jwt_secret", &"[redacted]")
-            .field("queue_capacity", &self.queue_capacity)
+            .field("backlog_bytes", &self.backlog_bytes)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("pong_timeout", &self.pong_timeout)
             .field("ring_capacity", &self.ring_capacity)
+            .field("replay", &self.replay)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .finish()
     }
@@ -109,6 +136,9 @@ struct Inner {
     cfg: GatewayConfig,
     verifier: Verifier,
     registry: ChannelRegistry,
+    /// Set once the live reader runs (a gateway fed by hand, in tests, has
+    /// no log to read back).
+    replay: OnceLock<LogReplay>,
     shutdown: CancellationToken,
     ready: AtomicBool,
     connections: AtomicUsize,
@@ -121,7 +151,7 @@ struct Inner {
 #[derive(Debug, Clone, Copy)]
 enum Source<'a> {
     /// Read from `lad.live.v1` at `"{partition}:{offset}"`.
-    Topic(&'a str),
+    Topic(&'a str, TopicPosition),
     /// Handed over by a pipeline of this process.
     Local,
 }
@@ -130,14 +160,21 @@ impl<'a> Source<'a> {
     /// Where in `lad.live.v1` the record was read; none for one handed over.
     fn read_at(self) -> Option<&'a str> {
         match self {
-            Source::Topic(position) => Some(position),
+            Source::Topic(position, _) => Some(position),
+            Source::Local => None,
+        }
+    }
+
+    fn topic_position(self) -> Option<TopicPosition> {
+        match self {
+            Source::Topic(_, at) => Some(at),
             Source::Local => None,
         }
     }
 
     fn label(self) -> &'static str {
         match self {
-            Source::Topic(_) => "topic",
+            Source::Topic(..) => "topic",
             Source::Local => "local",
         }
     }
@@ -150,7 +187,8 @@ impl Gateway {
         let inner = Arc::new(Inner {
             pool,
             verifier: Verifier::new(&cfg.jwt_secret),
-            registry: ChannelRegistry::new(cfg.ring_capacity, cfg.queue_capacity),
+            registry: ChannelRegistry::new(cfg.ring_capacity),
+            replay: OnceLock::new(),
             cfg,
             shutdown: shutdown.clone(),
             ready: AtomicBool::new(false),
@@ -171,12 +209,16 @@ impl Gateway {
             .with_state(self.clone())
     }
 
+    /// Reads `lad.live.v1` into the sockets until `shutdown`, and serves
+    /// `since` recovery from it meanwhile.
     pub async fn run_live_reader(
         &self,
         kafka: &KafkaSettings,
         live_topic: &str,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        let replay = LogReplay::start(kafka, live_topic, self.inner.cfg.replay, shutdown.clone())?;
+        let _ = self.inner.replay.set(replay);
         live_reader::run(self, kafka, live_topic, shutdown).await
     }
 
@@ -187,9 +229,17 @@ impl Gateway {
     }
 
     /// Routes one record read from `lad.live.v1` at `position`
-    /// (`"{partition}:{offset}"`).
+    /// (`"{partition}:{offset}"`). Records of one partition must come in
+    /// offset order, as the live reader reads them.
     pub fn dispatch(&self, position: &str, record_value: &[u8]) {
-        self.route(Source::Topic(position), record_value);
+        let Some(at) = TopicPosition::parse(position) else {
+            tracing::warn!(%position, "live record at a position that is not partition:offset dropped");
+            registry::dropped("malformed");
+            return;
+        };
+        // Before routing: see `ChannelRegistry::note_read`.
+        self.inner.registry.note_read(at);
+        self.route(Source::Topic(position, at), record_value);
     }
 
     /// What a pipeline of this process needs to hand its ephemeral records
@@ -234,7 +284,10 @@ impl Gateway {
             registry::dropped("tenant_mismatch");
             return;
         }
-        let delivered = self.inner.registry.dispatch(position, &rec, channel);
+        let delivered =
+            self.inner
+                .registry
+                .dispatch(position, source.topic_position(), &rec, channel);
         if delivered > 0 {
             metrics::counter!("lad_ws_deliveries_total").increment(delivered as u64);
         }
@@ -262,6 +315,10 @@ impl Gateway {
 
     fn registry(&self) -> &ChannelRegistry {
         &self.inner.registry
+    }
+
+    fn log_replay(&self) -> Option<&LogReplay> {
+        self.inner.replay.get()
     }
 
     fn pool(&self) -> &PgPool {
@@ -373,32 +430,32 @@ mod tests {
 
     /// A subscriber of a user's assistant channel, its `subscribed` frame
     /// taken; also the user and a reply's message id.
-    fn subscribed_to_a_reply(
-        gw: &Gateway,
-    ) -> (
-        Channel,
-        Uuid,
-        Uuid,
-        tokio::sync::mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
-    ) {
+    fn subscribed_to_a_reply(gw: &Gateway) -> (Channel, Uuid, Uuid, Arc<Conn>) {
         let (tenant_id, user_id, message) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let channel = Channel::UserAi { tenant_id, user_id };
-        let (conn, mut rx) = Conn::new(1, 16);
+        let conn = Conn::new(1, 1 << 16);
         let name = channel.to_string();
         let sub = gw
             .registry()
             .subscribe(&conn, channel, &name, &json!(1), None);
         assert_eq!(sub, Subscription::Live);
-        let head: serde_json::Value =
-            serde_json::from_str(rx.try_recv().unwrap().as_str()).unwrap();
+        let head = &frames(&conn)[0];
         assert_eq!(head["op"], "subscribed");
-        (channel, user_id, message, rx)
+        (channel, user_id, message, conn)
+    }
+
+    fn frames(conn: &Conn) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        conn.take(usize::MAX, &mut out);
+        out.iter()
+            .map(|f| serde_json::from_str(f.as_str()).unwrap())
+            .collect()
     }
 
     #[tokio::test]
     async fn deltas_handed_over_in_process_are_not_delivered_again_from_the_topic() {
         let gw = gateway();
-        let (channel, user_id, message, mut rx) = subscribed_to_a_reply(&gw);
+        let (channel, user_id, message, conn) = subscribed_to_a_reply(&gw);
 
         let local = gw.local_handoff();
         local
@@ -409,10 +466,7 @@ mod tests {
         gw.dispatch("0:7", &delta(&channel, user_id, message, 0, &local.origin));
         gw.dispatch("0:8", &delta(&channel, user_id, message, 1, "another-node"));
 
-        let mut frames = Vec::new();
-        while let Ok(f) = rx.try_recv() {
-            frames.push(serde_json::from_str::<serde_json::Value>(f.as_str()).unwrap());
-        }
+        let frames = frames(&conn);
         let got: Vec<(u64, &str)> = frames
             .iter()
             .map(|f| {
@@ -429,7 +483,7 @@ mod tests {
     #[tokio::test]
     async fn in_process_records_must_carry_their_tenant_and_an_id() {
         let gw = gateway();
-        let (channel, user_id, message, mut rx) = subscribed_to_a_reply(&gw);
+        let (channel, user_id, message, conn) = subscribed_to_a_reply(&gw);
 
         let mut foreign: serde_json::Value =
             serde_json::from_slice(&delta(&channel, user_id, message, 0, "n")).unwrap();
@@ -440,6 +494,6 @@ mod tests {
         anonymous.as_object_mut().unwrap().remove("id");
         gw.deliver(&serde_json::to_vec(&anonymous).unwrap());
         gw.deliver(b"not json");
-        assert!(rx.try_recv().is_err(), "nothing delivered");
+        assert!(frames(&conn).is_empty(), "nothing delivered");
     }
 }

@@ -2,35 +2,40 @@
 //! `since` recovery, and (assistant channels) the replies in progress.
 //!
 //! Every change to a channel happens under that channel's map-shard lock,
-//! and nothing awaits under it: a delivery is a `try_send` into the
-//! subscriber's bounded queue, so a slow client can only lose its own
-//! connection (4008), never slow the dispatch.
+//! and nothing awaits under it: a delivery is a push into the subscriber's
+//! [`DeliveryQueue`] (conflating state, bounding events in bytes), so a
+//! slow client can only lose its own connection (4008), never slow the
+//! dispatch.
 //!
 //! Subscribing without loss or doubles: the subscriber is registered first
-//! with a private buffer, the snapshot is read, then — under the lock again —
-//! `subscribed` and the buffered messages are queued and the buffer goes
-//! away. Everything dispatched after registration is therefore delivered
-//! exactly once, after the snapshot.
+//! with a private queue, the snapshot is read (and, for a `since` the ring
+//! no longer covers, the missed messages are read back from `lad.live.v1`:
+//! [`crate::gateway::replay`]), then — under the lock again — `subscribed`,
+//! the replayed messages and the held ones are queued and the private queue
+//! goes away. Everything dispatched after registration is therefore
+//! delivered exactly once, after the snapshot; a held message the replay
+//! already covered (its offset is at most the replay's end) is dropped.
 
-use crate::gateway::dedupe::{OutboxId, OutboxIdWindow, RecentSet};
+use crate::gateway::dedupe::{OutboxIdWindow, RecentSet};
+use crate::gateway::delivery::{DeliveryQueue, Outgoing, Pushed};
 use crate::gateway::protocol;
-use crate::gateway::record::{self, CompletedData, DeltaData, LiveRecord, AI_COMPLETED, AI_DELTA};
-use crate::gateway::replies::{Delta, Replies};
+use crate::gateway::replay::{ReplayPlan, TopicPosition, Unrecoverable};
+use crate::gateway::replies::{CompletedData, Delta, DeltaData, Replies};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
-use lad_consumers::live::Channel;
+use lad_consumers::ai::live::{COMPLETED as AI_COMPLETED, DELTA as AI_DELTA};
+use lad_consumers::live::{Channel, LiveRecord, OutboxId};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// How long a channel nobody listens to keeps its ring, so a client that
-/// reconnects can still recover with `since`.
+/// reconnects can still recover with `since` without reading the log.
 pub const IDLE_RETENTION: Duration = Duration::from_secs(60);
 /// A reply with no delta for this long is forgotten (its completion was lost).
 pub const REPLY_STALE: Duration = Duration::from_secs(300);
@@ -38,39 +43,72 @@ const OUTBOX_ROWS_REMEMBERED: usize = 16_384;
 const COMPLETED_REPLIES_REMEMBERED: usize = 16_384;
 
 /// One socket's side of the registry: its outgoing queue and the signal
-/// that it fell behind.
+/// that it fell too far behind.
 pub struct Conn {
     pub id: u64,
-    tx: mpsc::Sender<Utf8Bytes>,
+    queue: Mutex<DeliveryQueue>,
+    ready: Notify,
     slow: AtomicBool,
     kicked: Notify,
 }
 
 impl Conn {
-    pub fn new(id: u64, capacity: usize) -> (Arc<Conn>, mpsc::Receiver<Utf8Bytes>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let conn = Conn {
+    /// `budget`: bytes of unmergeable frames that may wait for the socket.
+    pub fn new(id: u64, budget: usize) -> Arc<Conn> {
+        Arc::new(Conn {
             id,
-            tx,
+            queue: Mutex::new(DeliveryQueue::new(budget)),
+            ready: Notify::new(),
             slow: AtomicBool::new(false),
             kicked: Notify::new(),
-        };
-        (Arc::new(conn), rx)
+        })
     }
 
-    /// Queues a frame without waiting; a full queue marks the connection slow.
-    pub fn send(&self, frame: Utf8Bytes) -> bool {
+    /// Queues a frame without waiting; an event over the budget kicks the
+    /// connection instead.
+    pub fn send(&self, item: Outgoing) -> bool {
         if self.slow.load(Ordering::Relaxed) {
             return false;
         }
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
+        let pushed = self.lock_queue().push(item);
+        match pushed {
+            Pushed::OverBudget => {
                 self.kick();
-                false
+                return false;
             }
-            Err(TrySendError::Closed(_)) => false,
+            Pushed::Conflated => metrics::counter!("lad_ws_conflated_total").increment(1),
+            Pushed::Queued => {}
         }
+        self.ready.notify_one();
+        true
+    }
+
+    /// Queues a reply or an error (never merged).
+    pub fn send_frame(&self, frame: impl Into<Utf8Bytes>) -> bool {
+        self.send(Outgoing::event(frame))
+    }
+
+    /// Moves up to `max` frames into `out`; true if more are waiting.
+    pub fn take(&self, max: usize, out: &mut Vec<Utf8Bytes>) -> bool {
+        let mut queue = self.lock_queue();
+        while out.len() < max {
+            match queue.pop() {
+                Some(item) => out.push(item.frame),
+                None => return false,
+            }
+        }
+        !queue.is_empty()
+    }
+
+    /// Resolves when frames were queued since the last call (the
+    /// notification is kept if nobody waited).
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Makes the next [`Conn::ready`] resolve at once.
+    pub fn wake(&self) {
+        self.ready.notify_one();
     }
 
     pub fn kick(&self) {
@@ -80,17 +118,48 @@ impl Conn {
         }
     }
 
+    pub fn is_kicked(&self) -> bool {
+        self.slow.load(Ordering::Acquire)
+    }
+
     /// Resolves once the connection was kicked (also if that happened
     /// before the call: the notification is kept).
     pub async fn kicked(&self) {
         self.kicked.notified().await;
     }
+
+    /// Frames waiting (for tests and metrics).
+    pub fn queued(&self) -> usize {
+        self.lock_queue().len()
+    }
+
+    fn budget(&self) -> usize {
+        self.lock_queue().budget()
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, DeliveryQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 struct Subscriber {
     conn: Arc<Conn>,
-    /// `Some` while the snapshot is being read.
-    pending: Option<Vec<Utf8Bytes>>,
+    /// `Some` while the snapshot (and any replay) is being read.
+    pending: Option<DeliveryQueue>,
+}
+
+impl Subscriber {
+    fn deliver(&mut self, item: &Outgoing) -> bool {
+        match &mut self.pending {
+            Some(held) => {
+                if held.push(item.clone()) == Pushed::OverBudget {
+                    self.conn.kick();
+                }
+                false
+            }
+            None => self.conn.send(item.clone()),
+        }
+    }
 }
 
 struct Entry {
@@ -98,7 +167,7 @@ struct Entry {
     /// Kept only for ids that are not outbox ids (those are deduplicated
     /// globally); lets such repeats be found in the ring.
     other_id: Option<Box<str>>,
-    frame: Utf8Bytes,
+    item: Outgoing,
 }
 
 /// The channel's recent messages. Invariant: it holds every message of the
@@ -153,6 +222,9 @@ struct ChannelState {
     ring: Ring,
     replies: Option<Box<Replies<Released>>>,
     idle_since: Instant,
+    /// The `lad.live.v1` partition its records come from (all of a tenant's
+    /// records share one), once one was seen.
+    partition: Option<i32>,
 }
 
 impl ChannelState {
@@ -165,23 +237,19 @@ impl ChannelState {
             },
             replies: None,
             idle_since: Instant::now(),
+            partition: None,
         }
     }
 
     /// Records a message and hands it to every subscriber; returns how many
     /// got it.
-    fn publish(&mut self, entry: Entry, ring_capacity: usize, pending_capacity: usize) -> usize {
-        let frame = entry.frame.clone();
+    fn publish(&mut self, entry: Entry, ring_capacity: usize) -> usize {
+        let item = entry.item.clone();
         self.ring.push(entry, ring_capacity);
-        let mut delivered = 0;
-        for sub in &mut self.subscribers {
-            match &mut sub.pending {
-                Some(buffer) if buffer.len() >= pending_capacity => sub.conn.kick(),
-                Some(buffer) => buffer.push(frame.clone()),
-                None => delivered += usize::from(sub.conn.send(frame.clone())),
-            }
-        }
-        delivered
+        self.subscribers
+            .iter_mut()
+            .map(|sub| usize::from(sub.deliver(&item)))
+            .sum()
     }
 
     fn reply_snapshot(&self) -> Value {
@@ -199,39 +267,47 @@ impl ChannelState {
 pub enum Subscription {
     /// `subscribed` is queued; messages follow.
     Live,
-    /// Read the snapshot, then call [`ChannelRegistry::complete`].
+    /// Read the snapshot (and run `resume.replay`, if any), then call
+    /// [`ChannelRegistry::complete`].
     NeedsSnapshot(Resume),
 }
 
 /// Where the stream resumes for a subscriber whose snapshot is being read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resume {
-    /// The `position` of its `subscribed` frame.
+    /// The `position` of its `subscribed` frame when nothing is recovered
+    /// from the log.
     pub position: String,
     /// True if it asked for `since` and the ring covered it.
     pub recovered: bool,
+    /// The ring did not cover `since`, but `lad.live.v1` may: read this.
+    pub replay: Option<ReplayPlan>,
 }
 
 pub struct ChannelRegistry {
     channels: DashMap<Channel, ChannelState>,
     ring_capacity: usize,
-    pending_capacity: usize,
     outbox_ids: Mutex<OutboxIdWindow>,
     completed: Mutex<RecentSet<Uuid>>,
     next_base: AtomicU64,
+    /// Per `lad.live.v1` partition, the offset of the last record whose
+    /// dispatch has *started*. Stored before the dispatch, so a subscriber
+    /// that reads it after registering knows that every record of its
+    /// channel above it will reach its private queue.
+    read_up_to: DashMap<i32, i64>,
 }
 
 impl ChannelRegistry {
-    pub fn new(ring_capacity: usize, pending_capacity: usize) -> ChannelRegistry {
+    pub fn new(ring_capacity: usize) -> ChannelRegistry {
         ChannelRegistry {
             channels: DashMap::new(),
             ring_capacity,
-            pending_capacity: pending_capacity.max(1),
             outbox_ids: Mutex::new(OutboxIdWindow::new(OUTBOX_ROWS_REMEMBERED)),
             completed: Mutex::new(RecentSet::new(COMPLETED_REPLIES_REMEMBERED)),
             // Random start: a base must never match a position handed out by
             // another process (or an earlier run of this one).
             next_base: AtomicU64::new(u64::from(rand::random::<u32>()) << 24),
+            read_up_to: DashMap::new(),
         }
     }
 
@@ -241,11 +317,22 @@ impl ChannelRegistry {
         format!("-1:{}", self.next_base.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// The live reader was assigned `partition` and reads it from `next`.
+    pub fn note_assigned(&self, partition: i32, next: i64) {
+        self.read_up_to.insert(partition, next - 1);
+    }
+
+    /// The live reader is about to dispatch the record at `at`.
+    pub fn note_read(&self, at: TopicPosition) {
+        self.read_up_to.insert(at.partition, at.offset);
+    }
+
     /// Registers `conn` on `channel` (replacing an earlier subscription of
     /// the same connection). Assistant channels are answered at once from
     /// memory; the others wait for [`ChannelRegistry::complete`]. With a
     /// `since` the ring still covers, the missed messages are queued behind
-    /// `subscribed` (`recovered: true`); the snapshot is still sent, since
+    /// `subscribed` (`recovered: true`); one it no longer covers becomes a
+    /// [`ReplayPlan`] over `lad.live.v1`. The snapshot is still sent, since
     /// every `subscribed` carries one, and the client may ignore it.
     pub fn subscribe(
         &self,
@@ -262,19 +349,24 @@ impl ChannelRegistry {
         let st = &mut *state;
         st.subscribers.retain(|s| s.conn.id != conn.id);
 
-        let replay = since.and_then(|since| {
-            let frames: Vec<Utf8Bytes> = st.ring.after(since)?.map(|e| e.frame.clone()).collect();
-            Some((since.to_owned(), frames))
+        let mut held = DeliveryQueue::new(conn.budget());
+        let from_ring = since.and_then(|since| {
+            for entry in st.ring.after(since)? {
+                if held.push(entry.item.clone()) == Pushed::OverBudget {
+                    conn.kick();
+                }
+            }
+            Some(since.to_owned())
         });
-        let (position, recovered, missed) = match replay {
-            Some((since, frames)) => (since, true, frames),
-            None => (st.ring.cursor().to_owned(), false, Vec::new()),
+        let (position, recovered) = match from_ring {
+            Some(since) => (since, true),
+            None => (st.ring.cursor().to_owned(), false),
         };
         if matches!(channel, Channel::UserAi { .. }) {
             let head = protocol::subscribed(id, name, &st.reply_snapshot(), &position, recovered);
-            conn.send(head.into());
-            for frame in missed {
-                conn.send(frame);
+            conn.send_frame(head);
+            for item in held.drain() {
+                conn.send(item);
             }
             st.subscribers.push(Subscriber {
                 conn: conn.clone(),
@@ -282,18 +374,47 @@ impl ChannelRegistry {
             });
             return Subscription::Live;
         }
+        let replay = match (recovered, since) {
+            (false, Some(since)) => self.plan_replay(since, st.partition),
+            _ => None,
+        };
         st.subscribers.push(Subscriber {
             conn: conn.clone(),
-            pending: Some(missed),
+            pending: Some(held),
         });
         Subscription::NeedsSnapshot(Resume {
             position,
             recovered,
+            replay,
         })
     }
 
-    /// Queues `subscribed` with the snapshot, then what was held back:
-    /// the recovered messages and what arrived while the snapshot was read.
+    /// The log read that recovers a channel from `since`, if `since` is a
+    /// position in `lad.live.v1` this node reads. Called after the
+    /// subscriber is registered (see `read_up_to`).
+    fn plan_replay(&self, since: &str, channel_partition: Option<i32>) -> Option<ReplayPlan> {
+        let at = TopicPosition::parse(since).filter(|at| at.partition >= 0 && at.offset >= 0)?;
+        // A channel's records share one partition: a position elsewhere is
+        // not one of this channel's.
+        if channel_partition.is_some_and(|p| p != at.partition) {
+            return None;
+        }
+        let read = *self.read_up_to.get(&at.partition)?;
+        Some(ReplayPlan {
+            since: since.to_owned(),
+            partition: at.partition,
+            after: at.offset,
+            // A client coming from a node ahead of this one: what lies
+            // between is delivered live, and nothing up to `since` twice.
+            until: read.max(at.offset),
+        })
+    }
+
+    /// Queues `subscribed` with the snapshot, then what was held back: the
+    /// recovered messages and what arrived while the snapshot was read.
+    /// `replayed` is the outcome of `resume.replay`: on success the client
+    /// resumes at its `since` (`recovered: true`); otherwise it starts over
+    /// from the snapshot.
     pub fn complete(
         &self,
         conn: &Conn,
@@ -302,6 +423,7 @@ impl ChannelRegistry {
         id: &Value,
         snapshot: &Value,
         resume: &Resume,
+        replayed: Option<Result<Vec<Outgoing>, Unrecoverable>>,
     ) {
         let Some(mut st) = self.channels.get_mut(channel) else {
             return;
@@ -309,11 +431,28 @@ impl ChannelRegistry {
         let Some(sub) = st.subscribers.iter_mut().find(|s| s.conn.id == conn.id) else {
             return;
         };
-        let held = sub.pending.take().unwrap_or_default();
-        let head = protocol::subscribed(id, name, snapshot, &resume.position, resume.recovered);
-        conn.send(head.into());
-        for frame in held {
-            conn.send(frame);
+        let mut held = sub.pending.take().unwrap_or_else(|| DeliveryQueue::new(0));
+        match (&resume.replay, replayed) {
+            (Some(plan), Some(Ok(missed))) => {
+                let head = protocol::subscribed(id, name, snapshot, &plan.since, true);
+                conn.send_frame(head);
+                for item in missed {
+                    conn.send(item);
+                }
+                for item in held.drain() {
+                    if item.offset.is_none_or(|o| o > plan.until) {
+                        conn.send(item);
+                    }
+                }
+            }
+            _ => {
+                let head =
+                    protocol::subscribed(id, name, snapshot, &resume.position, resume.recovered);
+                conn.send_frame(head);
+                for item in held.drain() {
+                    conn.send(item);
+                }
+            }
         }
     }
 
@@ -327,17 +466,26 @@ impl ChannelRegistry {
         }
     }
 
-    /// Routes one live record (already checked: its channel is its tenant's).
-    /// Returns how many subscribers it was delivered to.
-    pub fn dispatch(&self, position: &str, rec: &LiveRecord<'_>, channel: Channel) -> usize {
+    /// Routes one live record (already checked: its channel is its tenant's)
+    /// at `position`, read from `lad.live.v1` at `read_at` (none for one
+    /// handed over in-process). Returns how many subscribers it was
+    /// delivered to.
+    pub fn dispatch(
+        &self,
+        position: &str,
+        read_at: Option<TopicPosition>,
+        rec: &LiveRecord<'_>,
+        channel: Channel,
+    ) -> usize {
         let outbox_id = rec.id.as_deref().and_then(OutboxId::parse);
         if let Some(oid) = outbox_id {
-            let partition = record::partition_of(position).unwrap_or(i32::MIN);
+            let partition = read_at.map_or(i32::MIN, |at| at.partition);
             if !self.lock_outbox_ids().first_time(partition, oid) {
                 dropped("repeat");
                 return 0;
             }
         }
+        let offset = read_at.map(|at| at.offset);
         if let Channel::UserAi { user_id, .. } = channel {
             match &*rec.kind {
                 AI_DELTA => return self.dispatch_delta(position, rec, channel, user_id),
@@ -356,13 +504,18 @@ impl ChannelRegistry {
                             st.idle_since = Instant::now();
                         }
                     }
-                    return self.publish_to(&mut st, position, rec, outbox_id.is_none());
+                    return self.publish_to(&mut st, position, offset, rec, outbox_id.is_none());
                 }
                 _ => {}
             }
         }
         match self.channels.get_mut(&channel) {
-            Some(mut st) => self.publish_to(&mut st, position, rec, outbox_id.is_none()),
+            Some(mut st) => {
+                if let Some(at) = read_at {
+                    st.partition = Some(at.partition);
+                }
+                self.publish_to(&mut st, position, offset, rec, outbox_id.is_none())
+            }
             // Nobody here listens and nothing here could recover it.
             None => 0,
         }
@@ -372,6 +525,7 @@ impl ChannelRegistry {
         &self,
         st: &mut ChannelState,
         position: &str,
+        offset: Option<i64>,
         rec: &LiveRecord<'_>,
         other_id: bool,
     ) -> usize {
@@ -385,9 +539,9 @@ impl ChannelRegistry {
         let entry = Entry {
             position: position.into(),
             other_id: other_id.map(Into::into),
-            frame: frame(rec, position),
+            item: outgoing(rec, position, offset),
         };
-        st.publish(entry, self.ring_capacity, self.pending_capacity)
+        st.publish(entry, self.ring_capacity)
     }
 
     fn dispatch_delta(
@@ -423,17 +577,14 @@ impl ChannelRegistry {
             (position.into(), frame),
             Instant::now(),
         );
-        if released.is_empty() {
-            return 0;
-        }
         let mut delivered = 0;
         for (position, frame) in released {
             let entry = Entry {
                 position,
                 other_id: None,
-                frame,
+                item: Outgoing::event(frame),
             };
-            delivered += st.publish(entry, self.ring_capacity, self.pending_capacity);
+            delivered += st.publish(entry, self.ring_capacity);
         }
         delivered
     }
@@ -476,6 +627,16 @@ pub(crate) fn dropped(reason: &'static str) {
     metrics::counter!("lad_live_records_dropped_total", "reason" => reason).increment(1);
 }
 
+/// A live record at `position` as it goes to sockets: its `message` frame,
+/// and its entity when it is a state message.
+pub(crate) fn outgoing(rec: &LiveRecord<'_>, position: &str, offset: Option<i64>) -> Outgoing {
+    Outgoing {
+        frame: frame(rec, position),
+        key: rec.key.as_deref().map(Arc::from),
+        offset,
+    }
+}
+
 /// The `message` frame of a live record at `position`.
 fn frame(rec: &LiveRecord<'_>, position: &str) -> Utf8Bytes {
     protocol::message(
@@ -513,21 +674,22 @@ mod tests {
 
     struct Client {
         conn: Arc<Conn>,
-        rx: mpsc::Receiver<Utf8Bytes>,
     }
 
     impl Client {
-        fn new(id: u64, capacity: usize) -> Client {
-            let (conn, rx) = Conn::new(id, capacity);
-            Client { conn, rx }
+        /// `budget`: bytes of events it may have waiting.
+        fn new(id: u64, budget: usize) -> Client {
+            Client {
+                conn: Conn::new(id, budget),
+            }
         }
 
         fn frames(&mut self) -> Vec<Value> {
             let mut out = Vec::new();
-            while let Ok(f) = self.rx.try_recv() {
-                out.push(serde_json::from_str(f.as_str()).unwrap());
-            }
-            out
+            self.conn.take(usize::MAX, &mut out);
+            out.iter()
+                .map(|f| serde_json::from_str(f.as_str()).unwrap())
+                .collect()
         }
     }
 
@@ -542,7 +704,7 @@ mod tests {
     fn dispatch(reg: &ChannelRegistry, position: &str, bytes: &[u8]) -> usize {
         let rec = LiveRecord::parse(bytes).unwrap();
         let channel: Channel = rec.channel.parse().unwrap();
-        reg.dispatch(position, &rec, channel)
+        reg.dispatch(position, TopicPosition::parse(position), &rec, channel)
     }
 
     fn calls() -> Channel {
@@ -566,7 +728,7 @@ mod tests {
             Subscription::Live => panic!("not an assistant channel"),
             Subscription::NeedsSnapshot(resume) => {
                 let snapshot = json!({"s": 1});
-                reg.complete(&c.conn, &ch, &name, &json!(1), &snapshot, &resume);
+                reg.complete(&c.conn, &ch, &name, &json!(1), &snapshot, &resume, None);
                 resume.position
             }
         }
@@ -581,9 +743,9 @@ mod tests {
 
     #[test]
     fn messages_between_registration_and_snapshot_follow_the_snapshot() {
-        let reg = ChannelRegistry::new(8, 16);
+        let reg = ChannelRegistry::new(8);
         let ch = calls();
-        let mut c = Client::new(1, 16);
+        let mut c = Client::new(1, 1 << 16);
         let sub = reg.subscribe(&c.conn, ch, &ch.to_string(), &json!(1), None);
         let Subscription::NeedsSnapshot(resume) = sub else {
             panic!("{sub:?}")
@@ -591,7 +753,15 @@ mod tests {
         send_n(&reg, &ch, 1..=1);
         assert!(c.frames().is_empty(), "nothing before subscribed");
         let snapshot = json!({"s": 1});
-        reg.complete(&c.conn, &ch, &ch.to_string(), &json!(1), &snapshot, &resume);
+        reg.complete(
+            &c.conn,
+            &ch,
+            &ch.to_string(),
+            &json!(1),
+            &snapshot,
+            &resume,
+            None,
+        );
         send_n(&reg, &ch, 2..=2);
         let frames = c.frames();
         assert_eq!(frames[0]["op"], "subscribed");
@@ -604,9 +774,9 @@ mod tests {
 
     #[test]
     fn repeats_of_a_relayed_record_are_dropped() {
-        let reg = ChannelRegistry::new(8, 16);
+        let reg = ChannelRegistry::new(8);
         let ch = calls();
-        let mut c = Client::new(1, 16);
+        let mut c = Client::new(1, 1 << 16);
         join(&reg, &c, ch, None);
         let r = record("7.0", &ch, "call.updated", json!({}));
         assert_eq!(dispatch(&reg, "0:1", &r), 1);
@@ -619,20 +789,20 @@ mod tests {
 
     #[test]
     fn since_replays_from_the_ring_or_says_it_cannot() {
-        let reg = ChannelRegistry::new(3, 16);
+        let reg = ChannelRegistry::new(3);
         let ch = calls();
-        let a = Client::new(1, 16);
+        let a = Client::new(1, 1 << 16);
         let base = join(&reg, &a, ch, None);
         send_n(&reg, &ch, 1..=3);
 
-        let mut b = Client::new(2, 16);
+        let mut b = Client::new(2, 1 << 16);
         assert_eq!(join(&reg, &b, ch, Some("0:1")), "0:1");
         let frames = b.frames();
         assert_eq!(frames[0]["recovered"], json!(true));
         assert_eq!(positions(&frames[1..]), ["0:2", "0:3"]);
 
         // The base (nothing seen yet) still covers everything.
-        let mut c = Client::new(3, 16);
+        let mut c = Client::new(3, 1 << 16);
         join(&reg, &c, ch, Some(&base));
         let frames = c.frames();
         assert_eq!(frames[0]["recovered"], json!(true));
@@ -640,37 +810,64 @@ mod tests {
 
         // One more message pushes 0:1 out: the base moves to it.
         send_n(&reg, &ch, 4..=4);
-        let mut d = Client::new(4, 16);
+        let mut d = Client::new(4, 1 << 16);
         assert_eq!(join(&reg, &d, ch, Some(&base)), "0:4");
         let frames = d.frames();
         assert_eq!((frames.len(), &frames[0]["recovered"]), (1, &json!(false)));
         join(&reg, &d, ch, Some("0:1"));
         assert_eq!(positions(&d.frames()[1..]), ["0:2", "0:3", "0:4"]);
 
-        let mut e = Client::new(5, 16);
+        let mut e = Client::new(5, 1 << 16);
         join(&reg, &e, ch, Some("9:9"));
         assert_eq!(e.frames()[0]["recovered"], json!(false));
         assert_eq!(reg.subscription_count(), 5);
     }
 
     #[test]
-    fn a_full_queue_kicks_only_that_connection() {
-        let reg = ChannelRegistry::new(8, 16);
+    fn events_over_the_budget_kick_only_that_connection() {
+        let reg = ChannelRegistry::new(8);
         let ch = calls();
-        let mut slow = Client::new(1, 2);
-        let mut fast = Client::new(2, 64);
+        let mut slow = Client::new(1, 400);
+        let mut fast = Client::new(2, 1 << 16);
         join(&reg, &slow, ch, None);
         join(&reg, &fast, ch, None);
         send_n(&reg, &ch, 1..=5);
-        assert!(slow.conn.slow.load(Ordering::Relaxed));
-        assert!(!fast.conn.slow.load(Ordering::Relaxed));
+        assert!(slow.conn.is_kicked());
+        assert!(!fast.conn.is_kicked());
         assert_eq!(fast.frames().len(), 6);
-        assert_eq!(slow.frames().len(), 2);
+        assert!(slow.frames().len() < 6);
+    }
+
+    #[test]
+    fn a_subscriber_behind_gets_each_entitys_latest_state_and_is_not_kicked() {
+        let reg = ChannelRegistry::new(8);
+        let ch = calls();
+        let mut behind = Client::new(1, 400);
+        join(&reg, &behind, ch, None);
+        for i in 0..300u32 {
+            let call = i % 3;
+            let r = serde_json::to_vec(&json!({
+                "id": format!("{i}.0"), "tenant_id": ch.tenant_id(), "channel": ch.to_string(),
+                "type": "call.updated", "key": format!("call.updated/{call}"),
+                "data": {"id": call, "step": i},
+            }))
+            .unwrap();
+            dispatch(&reg, &format!("0:{i}"), &r);
+        }
+        assert!(!behind.conn.is_kicked());
+        let frames = behind.frames();
+        assert_eq!(frames[0]["op"], "subscribed");
+        let steps: Vec<u64> = frames[1..]
+            .iter()
+            .map(|f| f["data"]["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(steps, [297, 298, 299]);
+        assert_eq!(positions(&frames[1..]), ["0:297", "0:298", "0:299"]);
     }
 
     #[test]
     fn a_late_assistant_subscriber_gets_the_text_so_far_then_the_rest_in_order() {
-        let reg = ChannelRegistry::new(64, 16);
+        let reg = ChannelRegistry::new(64);
         let (t, u, m) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let ch = Channel::UserAi {
             tenant_id: t,
@@ -688,7 +885,7 @@ mod tests {
         dispatch(&reg, "0:10", &delta(0));
         dispatch(&reg, "0:11", &delta(2));
         dispatch(&reg, "0:12", &delta(1));
-        let mut c = Client::new(1, 64);
+        let mut c = Client::new(1, 1 << 16);
         assert_eq!(
             reg.subscribe(&c.conn, ch, &name, &json!(1), None),
             Subscription::Live
@@ -726,7 +923,7 @@ mod tests {
 
     #[test]
     fn a_delta_for_another_user_is_dropped() {
-        let reg = ChannelRegistry::new(8, 16);
+        let reg = ChannelRegistry::new(8);
         let ch = Channel::UserAi {
             tenant_id: Uuid::new_v4(),
             user_id: Uuid::new_v4(),
@@ -743,9 +940,9 @@ mod tests {
 
     #[test]
     fn idle_channels_are_swept_after_the_retention() {
-        let reg = ChannelRegistry::new(8, 16);
+        let reg = ChannelRegistry::new(8);
         let ch = calls();
-        let c = Client::new(1, 16);
+        let c = Client::new(1, 1 << 16);
         join(&reg, &c, ch, None);
         reg.sweep(Instant::now() + IDLE_RETENTION * 2);
         assert_eq!(reg.channel_count(), 1, "a subscribed channel stays");

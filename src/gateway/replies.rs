@@ -3,7 +3,7 @@
 //! subscriber starts from it. Pure; the item released with each delta is
 //! whatever the caller attaches (the registry attaches the ready frame).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -17,6 +17,23 @@ pub const MAX_HELD: usize = 32;
 pub const GAP_WAIT: Duration = Duration::from_secs(1);
 /// A reply's text stops growing past this; the snapshot says `truncated`.
 pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
+/// The fields of an `ai.reply.delta` record's data the gateway reads.
+#[derive(Debug, Deserialize)]
+pub struct DeltaData {
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    pub user_id: Uuid,
+    pub seq: u64,
+    pub delta: String,
+}
+
+/// The fields of an `ai.reply.completed` record's data the gateway reads.
+#[derive(Debug, Deserialize)]
+pub struct CompletedData {
+    pub message_id: Uuid,
+    pub user_id: Uuid,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delta {

@@ -1,6 +1,7 @@
-//! One task per socket: it reads the client's frames, writes the frames its
-//! bounded queue receives, and closes the socket when the token expires
-//! (4001), the queue overflows (4008), a frame is too big (1009) or the hub
+//! One task per socket: it reads the client's frames, writes what its
+//! delivery queue holds, pings the client, and closes the socket when the
+//! token expires (4001), the client falls behind on events or stops reading
+//! (4008), stops answering (4009), sends a frame too big (1009) or the hub
 //! shuts down (1001).
 //!
 //! Idle connections must stay small (about 16 KiB each at 10,000 sockets):
@@ -19,13 +20,13 @@ use futures_util::{SinkExt, StreamExt};
 use lad_consumers::live::Channel;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 pub const CLOSE_TOO_SLOW: u16 = 4008;
+pub const CLOSE_NO_PONG: u16 = 4009;
 
 /// Subscriptions one connection may hold, so one socket cannot make the
 /// registry grow without bound.
@@ -60,8 +61,17 @@ enum Close {
     With(u16, &'static str),
 }
 
+impl Close {
+    const SHUTDOWN: Close = Close::With(CLOSE_GOING_AWAY, "hub shutting down");
+    const BEHIND: Close = Close::With(CLOSE_TOO_SLOW, "client too slow: event backlog over budget");
+    const STALLED: Close = Close::With(CLOSE_TOO_SLOW, "client too slow: no write progress");
+    const EXPIRED: Close = Close::With(CLOSE_TOKEN_EXPIRED, "token expired");
+    const SILENT: Close = Close::With(CLOSE_NO_PONG, "no pong");
+}
+
 pub async fn serve(gw: Gateway, claims: Claims, mut socket: WebSocket) {
-    let (conn, mut rx) = Conn::new(gw.connection_opened(), gw.config().queue_capacity);
+    let cfg = gw.config().clone();
+    let conn = Conn::new(gw.connection_opened(), cfg.backlog_bytes);
     let shutdown = gw.shutdown_token();
     let mut session = Session {
         gw,
@@ -71,41 +81,70 @@ pub async fn serve(gw: Gateway, claims: Claims, mut socket: WebSocket) {
     };
     let expiry = tokio::time::sleep_until(expiry_instant(session.claims.exp));
     tokio::pin!(expiry);
+    let mut ping = tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Any frame from the client proves it is there; the deadline moves then.
+    let silent_for = cfg.ping_interval + cfg.pong_timeout;
+    let silence = tokio::time::sleep(silent_for);
+    tokio::pin!(silence);
+    let mut batch = Vec::with_capacity(0);
 
     let close = loop {
         // Unbiased on purpose: under a steady stream of outgoing frames the
         // client's own frames must still be read.
-        tokio::select! {
-            _ = shutdown.cancelled() => break Close::With(CLOSE_GOING_AWAY, "hub shutting down"),
-            _ = session.conn.kicked() => break Close::With(CLOSE_TOO_SLOW, "client too slow"),
-            _ = &mut expiry => break Close::With(CLOSE_TOKEN_EXPIRED, "token expired"),
-            Some(frame) = rx.recv() => {
-                // Racing the write against the other exits: a client that
-                // stopped reading blocks the write, and must still be closed.
-                let written = tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => Err(Close::With(CLOSE_GOING_AWAY, "hub shutting down")),
-                    _ = session.conn.kicked() => Err(Close::With(CLOSE_TOO_SLOW, "client too slow")),
-                    _ = &mut expiry => Err(Close::With(CLOSE_TOKEN_EXPIRED, "token expired")),
-                    r = write_batch(&mut socket, frame, &mut rx) => r.map_err(|_| Close::Quietly),
-                };
-                if let Err(close) = written {
-                    break close;
+        let out = tokio::select! {
+            _ = shutdown.cancelled() => break Close::SHUTDOWN,
+            _ = session.conn.kicked() => break Close::BEHIND,
+            _ = &mut expiry => break Close::EXPIRED,
+            _ = &mut silence => break Close::SILENT,
+            _ = ping.tick() => Some(Message::Ping(Default::default())),
+            _ = session.conn.ready() => {
+                if session.conn.take(WRITE_BATCH, &mut batch) {
+                    // More than one batch waits: come back for it after
+                    // looking at the client's side.
+                    session.conn.wake();
                 }
+                None
             }
-            incoming = socket.next() => match incoming {
-                Some(Ok(Message::Text(text))) => Box::pin(session.handle(text.as_str())).await,
-                Some(Ok(Message::Binary(_))) => {
-                    session.reply(protocol::error(&RequestId::Null, ErrorCode::BadRequest, "frames are JSON text"));
+            incoming = socket.next() => {
+                silence.as_mut().reset(Instant::now() + silent_for);
+                match incoming {
+                    Some(Ok(Message::Text(text))) => Box::pin(session.handle(text.as_str())).await,
+                    Some(Ok(Message::Binary(_))) => {
+                        session.reply(protocol::error(&RequestId::Null, ErrorCode::BadRequest, "frames are JSON text"));
+                    }
+                    // tungstenite answers pings and close frames itself.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => break Close::Quietly,
+                    Some(Err(e)) if is_too_big(&e) => break Close::With(CLOSE_TOO_BIG, "frame too big"),
+                    Some(Err(_)) => break Close::Quietly,
                 }
-                // tungstenite answers pings and close frames itself.
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | None => break Close::Quietly,
-                Some(Err(e)) if is_too_big(&e) => break Close::With(CLOSE_TOO_BIG, "frame too big"),
-                Some(Err(_)) => break Close::Quietly,
+                None
+            }
+        };
+        if batch.is_empty() && out.is_none() {
+            continue;
+        }
+        // Racing the write against the other exits: a client that stopped
+        // reading blocks the write, and must still be closed.
+        let written = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Err(Close::SHUTDOWN),
+            _ = session.conn.kicked() => Err(Close::BEHIND),
+            _ = &mut expiry => Err(Close::EXPIRED),
+            r = tokio::time::timeout(cfg.stall_timeout, write(&mut socket, &mut batch, out)) => match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(Close::Quietly),
+                Err(_) => Err(Close::STALLED),
             },
+        };
+        if let Err(close) = written {
+            break close;
         }
     };
+    if let Close::With(code, _) = close {
+        metrics::counter!("lad_ws_closes_total", "code" => code.to_string()).increment(1);
+    }
     match close {
         Close::With(code, reason) => {
             let frame = CloseFrame {
@@ -122,17 +161,20 @@ pub async fn serve(gw: Gateway, claims: Claims, mut socket: WebSocket) {
     }
 }
 
-async fn write_batch(
+/// Writes `batch` (emptied) and `extra`, then flushes once.
+async fn write(
     socket: &mut WebSocket,
-    first: Utf8Bytes,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    batch: &mut Vec<Utf8Bytes>,
+    extra: Option<Message>,
 ) -> Result<(), axum::Error> {
-    socket.feed(Message::Text(first)).await?;
-    for _ in 1..WRITE_BATCH {
-        match rx.try_recv() {
-            Ok(frame) => socket.feed(Message::Text(frame)).await?,
-            Err(_) => break,
-        }
+    for frame in batch.drain(..) {
+        socket.feed(Message::Text(frame)).await?;
+    }
+    if batch.capacity() > WRITE_BATCH {
+        batch.shrink_to(WRITE_BATCH);
+    }
+    if let Some(message) = extra {
+        socket.feed(message).await?;
     }
     socket.flush().await
 }
@@ -159,7 +201,7 @@ impl Session {
     /// Queued like every other frame, so replies keep their order with the
     /// channel messages around them.
     fn reply(&self, frame: String) {
-        self.conn.send(frame.into());
+        self.conn.send_frame(frame);
     }
 
     async fn handle(&mut self, text: &str) {
@@ -236,10 +278,18 @@ impl Session {
         else {
             return Ok(());
         };
-        match tokio::time::timeout(SNAPSHOT_TIMEOUT, snapshot::load(self.gw.pool(), &channel)).await
-        {
+        let snapshot =
+            tokio::time::timeout(SNAPSHOT_TIMEOUT, snapshot::load(self.gw.pool(), &channel));
+        let replay = async {
+            match (&resume.replay, self.gw.log_replay()) {
+                (Some(plan), Some(log)) => Some(log.replay(channel, name, plan).await),
+                _ => None,
+            }
+        };
+        let (snapshot, replayed) = tokio::join!(snapshot, replay);
+        match snapshot {
             Ok(Ok(snap)) => {
-                registry.complete(&self.conn, &channel, name, &id, &snap, &resume);
+                registry.complete(&self.conn, &channel, name, &id, &snap, &resume, replayed);
                 Ok(())
             }
             failed => {
