@@ -292,4 +292,8 @@ pub struct WatchArgs {
     /// Channels to subscribe to.
     #[arg(required = true)]
     pub channels: Vec<String>,
+    /// Exit when the socket closes instead of reconnecting and resuming
+    /// each channel from its last position.
+    #[arg(long)]
+    pub no_reconnect: bool,
 }

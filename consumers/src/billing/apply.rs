@@ -153,6 +153,8 @@ pub struct Wallet {
     pub tenant_id: Uuid,
     pub current_balance: Decimal,
     pub currency: String,
+    /// `active`, `frozen` or `closed` (shown; the hub charges whatever it is).
+    pub status: String,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -476,6 +478,7 @@ mod tests {
             tenant_id: tenant,
             current_balance: d(balance),
             currency: "USD".into(),
+            status: "active".into(),
             updated_at: Utc::now(),
         }
     }

@@ -110,8 +110,26 @@ pub fn wallet_data(w: &Wallet) -> Value {
         "tenant_id": w.tenant_id,
         "current_balance": money(w.current_balance),
         "currency": w.currency,
+        "status": w.status,
         "updated_at": w.updated_at,
     })
+}
+
+/// The billing channel's snapshot: the wallet, or before its first use the
+/// wallet-to-be (contract §5: created with balance 0).
+pub fn wallet_snapshot(tenant_id: Uuid, wallet: Option<&Wallet>) -> Value {
+    let wallet = match wallet {
+        Some(w) => wallet_data(w),
+        None => json!({
+            "wallet_id": null,
+            "tenant_id": tenant_id,
+            "current_balance": money(Decimal::ZERO),
+            "currency": "USD",
+            "status": "active",
+            "updated_at": null,
+        }),
+    };
+    json!({ "wallet": wallet })
 }
 
 pub fn wallet(w: &Wallet) -> LiveUpdate {
@@ -207,6 +225,7 @@ mod tests {
             tenant_id: Uuid::from_u128(2),
             current_balance: d("10.000000"),
             currency: "USD".into(),
+            status: "active".into(),
             updated_at: meta().occurred_at,
         };
         let m = wallet(&w);
@@ -218,8 +237,18 @@ mod tests {
                 "tenant_id": Uuid::from_u128(2),
                 "current_balance": "10.000000",
                 "currency": "USD",
+                "status": "active",
                 "updated_at": "2026-11-25T10:00:00Z",
             })
+        );
+        assert_eq!(wallet_snapshot(w.tenant_id, Some(&w))["wallet"], m.data);
+        let none = wallet_snapshot(w.tenant_id, None);
+        assert_eq!(
+            (
+                &none["wallet"]["wallet_id"],
+                &none["wallet"]["current_balance"]
+            ),
+            (&Value::Null, &json!("0.000000"))
         );
     }
 }

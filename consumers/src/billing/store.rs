@@ -62,14 +62,15 @@ pub async fn load_prices(
         .collect())
 }
 
-type WalletRow = (Uuid, Uuid, Decimal, String, DateTime<Utc>);
+type WalletRow = (Uuid, Uuid, Decimal, String, String, DateTime<Utc>);
 
-fn wallet((id, tenant_id, current_balance, currency, updated_at): WalletRow) -> Wallet {
+fn wallet((id, tenant_id, current_balance, currency, status, updated_at): WalletRow) -> Wallet {
     Wallet {
         id,
         tenant_id,
         current_balance,
         currency,
+        status,
         updated_at,
     }
 }
@@ -97,7 +98,7 @@ pub async fn lock_wallets(
     .execute(&mut *conn)
     .await?;
     let rows: Vec<WalletRow> = sqlx::query_as(
-        "SELECT id, tenant_id, current_balance, currency, updated_at
+        "SELECT id, tenant_id, current_balance, currency, status, updated_at
          FROM billing_wallets
          WHERE tenant_id = ANY($1) AND user_id IS NULL
          ORDER BY tenant_id
@@ -115,8 +116,9 @@ pub async fn load_wallet(
     tenant_id: Uuid,
 ) -> Result<Option<Wallet>, sqlx::Error> {
     let row: Option<WalletRow> = sqlx::query_as(
-        "SELECT id, tenant_id, current_balance, currency, updated_at
-         FROM billing_wallets WHERE tenant_id = $1 AND user_id IS NULL",
+        "SELECT id, tenant_id, current_balance, currency, status, updated_at
+         FROM billing_wallets
+         WHERE tenant_id = $1 AND user_id IS NULL AND deleted_at IS NULL",
     )
     .bind(tenant_id)
     .fetch_optional(conn)

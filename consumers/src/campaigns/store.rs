@@ -208,6 +208,24 @@ pub struct StepStatRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A campaign's step counts, for its channel's snapshot.
+pub async fn step_stats(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    campaign_id: Uuid,
+) -> Result<Vec<StepStatRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {STEP_STAT_COLUMNS}
+         FROM campaign_step_stats
+         WHERE tenant_id = $1 AND campaign_id = $2
+         ORDER BY step_id, status"
+    ))
+    .bind(tenant_id)
+    .bind(campaign_id)
+    .fetch_all(conn)
+    .await
+}
+
 /// Adds the batch's counts, one row per key, inserted in key order so that
 /// concurrent batches take the row locks in the same order.
 pub async fn add_step_stats(

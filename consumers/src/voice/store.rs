@@ -304,3 +304,108 @@ pub async fn upsert_analyses(
     .fetch_all(conn)
     .await
 }
+
+/// A `voice_call_stats_daily` row as a channel snapshot shows it: the row
+/// `call.stats` pushes, and when it last changed.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct StatsRowAt {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub stats: StatsRow,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A `voice_call_logs` row as a channel snapshot shows it: the row
+/// `call.updated` pushes, and when it last changed.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct CallRowAt {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub call: CallRow,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A stored transcript line, as the call channel's snapshot lists it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct StoredLine {
+    pub call_id: Uuid,
+    pub seq: i32,
+    pub speaker: String,
+    pub text: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// A tenant's aggregate rows of one UTC day, by agent.
+pub async fn day_stats(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    day: NaiveDate,
+) -> Result<Vec<StatsRowAt>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {STATS_COLUMNS}, updated_at
+         FROM voice_call_stats_daily
+         WHERE tenant_id = $1 AND day = $2
+         ORDER BY agent_id"
+    ))
+    .bind(tenant_id)
+    .bind(day)
+    .fetch_all(conn)
+    .await
+}
+
+/// A tenant's calls not ended yet, newest first, at most `limit`.
+pub async fn calls_in_progress(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    limit: i64,
+) -> Result<Vec<CallRowAt>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {CALL_COLUMNS}, updated_at FROM voice_call_logs
+         WHERE tenant_id = $1 AND ended_at IS NULL AND deleted_at IS NULL
+         ORDER BY created_at DESC
+         LIMIT $2"
+    ))
+    .bind(tenant_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// One call of the tenant, if stored.
+pub async fn load_call(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    call_id: Uuid,
+) -> Result<Option<CallRowAt>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {CALL_COLUMNS}, updated_at FROM voice_call_logs
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
+         ORDER BY created_at DESC
+         LIMIT 1"
+    ))
+    .bind(call_id)
+    .bind(tenant_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A call's transcript in `seq` order, at most `limit` lines.
+pub async fn transcript(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    call_id: Uuid,
+    limit: i64,
+) -> Result<Vec<StoredLine>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT call_id, seq, speaker, text, occurred_at
+         FROM voice_call_transcripts
+         WHERE call_id = $1 AND tenant_id = $2
+         ORDER BY seq
+         LIMIT $3",
+    )
+    .bind(call_id)
+    .bind(tenant_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
