@@ -4,6 +4,7 @@
 mod ai;
 mod billing;
 mod campaigns;
+mod delivery;
 mod gateway;
 mod migrate;
 mod shutdown;

@@ -183,6 +183,10 @@ impl Hub {
         self.wait_ready().await;
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn ws_url(&self, token: &str) -> String {
         format!("ws://{}/v1/ws?token={token}", self.addr)
     }
@@ -280,6 +284,10 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connects");
+        Client::from_ws(ws)
+    }
+
+    pub fn from_ws(ws: Ws) -> Client {
         Client { ws, next_id: 1 }
     }
 

@@ -1,0 +1,515 @@
+//! Dashboards that stay live, end to end (hub processes, the real broker
+//! and Postgres, real WebSocket clients): bursts that never cut a reading
+//! client, a client that stops reading cut alone, `since` recovered from
+//! `lad.live.v1` across a restart and across nodes, and heartbeats.
+
+use crate::support::*;
+use chrono::Utc;
+use futures_util::StreamExt;
+use lad_hub::demo::Event;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+/// `calls` calls of one tenant, each started then ended: `2 * calls` events.
+fn burst(tenant: Uuid, agent: Uuid, calls: usize) -> Vec<Event> {
+    let at = Utc::now();
+    let ids: Vec<Uuid> = (0..calls).map(|_| Uuid::new_v4()).collect();
+    let started = ids.iter().map(|c| {
+        Event::new(
+            c,
+            "call.started",
+            tenant,
+            at,
+            json!({"call_id": c, "agent_id": agent, "direction": "outbound",
+                   "from_number": "+15550100", "to_number": "+15550199"}),
+        )
+    });
+    let ended = ids.iter().map(|c| {
+        Event::new(
+            c,
+            "call.ended",
+            tenant,
+            at,
+            json!({"call_id": c, "status": "completed", "duration_seconds": 42,
+                   "cost": "0", "currency": "USD"}),
+        )
+    });
+    started.chain(ended).collect()
+}
+
+/// What a dashboard on `tenant:{t}:calls` holds: each call's latest row.
+#[derive(Default)]
+struct CallsView {
+    calls: HashMap<String, Value>,
+    frames: usize,
+}
+
+impl CallsView {
+    fn take(&mut self, frame: &Value) {
+        self.frames += 1;
+        match (frame["op"].as_str(), frame["type"].as_str()) {
+            (Some("subscribed"), _) => {
+                for row in frame["snapshot"]["calls_in_progress"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    self.calls
+                        .insert(row["id"].as_str().unwrap().into(), row.clone());
+                }
+            }
+            (Some("message"), Some("call.updated")) => {
+                let id = frame["data"]["id"].as_str().unwrap().to_owned();
+                self.calls.insert(id, frame["data"].clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// True when every stored call of the tenant is held in its stored state.
+    async fn matches(&self, pool: &PgPool, tenant: Uuid, expected: usize) -> bool {
+        let stored: Vec<(Uuid, String, Option<i32>)> = sqlx::query_as(
+            "SELECT id, status, duration_seconds FROM voice_call_logs WHERE tenant_id = $1",
+        )
+        .bind(tenant)
+        .fetch_all(pool)
+        .await
+        .expect("calls");
+        stored.len() == expected
+            && stored.iter().all(|(id, status, duration)| {
+                self.calls.get(&id.to_string()).is_some_and(|row| {
+                    row["status"] == json!(status) && row["duration_seconds"] == json!(duration)
+                })
+            })
+    }
+}
+
+/// Reads `client` until its view equals the stored calls; fails on any
+/// close or after `secs`. Returns the view and how long it took.
+async fn follow_until_current(
+    client: &mut Client,
+    pool: &PgPool,
+    tenant: Uuid,
+    expected: usize,
+    secs: u64,
+) -> (CallsView, Duration) {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let mut view = CallsView::default();
+    let mut last_check = Instant::now();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the client did not reach the stored state in {secs} s ({} frames, {} calls held)",
+            view.frames,
+            view.calls.len()
+        );
+        match tokio::time::timeout(Duration::from_millis(200), client.ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => view.take(&serde_json::from_str(&t).unwrap()),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                panic!("a reading client was closed: {frame:?}")
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => panic!("socket error: {e}"),
+            Ok(None) => panic!("socket ended"),
+            Err(_) => {}
+        }
+        if last_check.elapsed() > Duration::from_millis(500) {
+            last_check = Instant::now();
+            if view.matches(pool, tenant, expected).await {
+                return (view, started.elapsed());
+            }
+        }
+    }
+}
+
+const BURST_CALLS: usize = 10_000;
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_burst_never_cuts_a_reading_client_and_it_ends_with_every_calls_stored_state(
+    pool: PgPool,
+) {
+    let topics = Topics::new();
+    let hub = Hub::start(
+        &pool,
+        &topics,
+        HubOptions {
+            batch_max: 5000,
+            ..HubOptions::default()
+        },
+    )
+    .await;
+    let tenant = Uuid::new_v4();
+    let user = Uuid::new_v4();
+    let mut client = Client::connect(&hub.ws_url(&token(tenant, user, "viewer", &[]))).await;
+    let sub = client.subscribe(&format!("tenant:{tenant}:calls")).await;
+    assert_eq!(sub["op"], "subscribed");
+
+    let events = burst(tenant, Uuid::new_v4(), BURST_CALLS);
+    let produced = Instant::now();
+    produce(&producer(false), &topics.voice(), &events).await;
+    println!(
+        "burst: {} events produced in {:?}",
+        events.len(),
+        produced.elapsed()
+    );
+    let (view, took) = follow_until_current(&mut client, &pool, tenant, BURST_CALLS, 120).await;
+    println!(
+        "burst: the client held all {BURST_CALLS} calls' stored state {took:?} after subscribing, from {} frames",
+        view.frames
+    );
+    assert!(view.frames > BURST_CALLS, "every call reached the client");
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_backlog_applied_at_start_never_cuts_a_reading_client(pool: PgPool) {
+    let topics = Topics::new();
+    // A gateway node first, with the client on it; the backlog waits in
+    // the input topic until the consumers start and apply it at full speed.
+    let gateway = Hub::start(
+        &pool,
+        &topics,
+        HubOptions {
+            extra_env: vec![("LAD_ROLE".into(), "gateway".into())],
+            ..HubOptions::default()
+        },
+    )
+    .await;
+    let tenant = Uuid::new_v4();
+    let mut client =
+        Client::connect(&gateway.ws_url(&token(tenant, Uuid::new_v4(), "member", &[]))).await;
+    assert_eq!(
+        client.subscribe(&format!("tenant:{tenant}:calls")).await["op"],
+        "subscribed"
+    );
+    let events = burst(tenant, Uuid::new_v4(), BURST_CALLS);
+    produce(&producer(false), &topics.voice(), &events).await;
+    let _consumers = Hub::start(
+        &pool,
+        &topics,
+        HubOptions {
+            batch_max: 5000,
+            extra_env: vec![("LAD_ROLE".into(), "consumers".into())],
+            ..HubOptions::default()
+        },
+    )
+    .await;
+    let (view, took) = follow_until_current(&mut client, &pool, tenant, BURST_CALLS, 120).await;
+    println!(
+        "backlog: {} events applied at start; the client held every call's stored state after {took:?} ({} frames)",
+        events.len(),
+        view.frames
+    );
+}
+
+/// `/proc/<pid>/status` in KiB: (VmRSS, VmHWM).
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("field")
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_client_that_stops_reading_is_closed_with_4008_and_a_reading_one_is_not(pool: PgPool) {
+    let topics = Topics::new();
+    let budget = 256 * 1024;
+    let hub = Hub::start(
+        &pool,
+        &topics,
+        HubOptions {
+            batch_max: 5000,
+            extra_env: vec![
+                ("LAD_WS_BACKLOG_BYTES".into(), budget.to_string()),
+                ("LAD_WS_STALL_SECS".into(), "2".into()),
+            ],
+            ..HubOptions::default()
+        },
+    )
+    .await;
+    let tenant = Uuid::new_v4();
+    let url = hub.ws_url(&token(tenant, Uuid::new_v4(), "member", &[]));
+    let channel = format!("tenant:{tenant}:calls");
+
+    // A small receive buffer, so the hub's writes block soon once it stops reading.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(hub.addr).await.unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+        .await
+        .unwrap();
+    let mut stalled = Client::from_ws(ws);
+    assert_eq!(stalled.subscribe(&channel).await["op"], "subscribed");
+    let mut reader = Client::connect(&url).await;
+    assert_eq!(reader.subscribe(&channel).await["op"], "subscribed");
+
+    let (rss_before, _) = rss_kib(hub.pid());
+    let events = burst(tenant, Uuid::new_v4(), BURST_CALLS);
+    produce(&producer(false), &topics.voice(), &events).await;
+    let (view, took) = follow_until_current(&mut reader, &pool, tenant, BURST_CALLS, 120).await;
+    let (rss_after, peak) = rss_kib(hub.pid());
+    println!(
+        "stalled: the reader was current after {took:?} ({} frames); hub RSS {rss_before} KiB before, {rss_after} KiB after, peak {peak} KiB",
+        view.frames
+    );
+
+    // The stalled client reads again: what it had buffered, then the close.
+    let started = Instant::now();
+    assert_eq!(stalled.close_code(30).await, Some(4008));
+    println!(
+        "stalled: its close frame came {:?} after it read again",
+        started.elapsed()
+    );
+    let body = lad_hub::http::fetch(hub.addr, "/metrics").await.unwrap().1;
+    assert!(
+        body.contains(r#"lad_ws_closes_total{code="4008"} 1"#),
+        "one socket closed for being too slow"
+    );
+    // The burst's own batches dominate the hub's memory; what the stalled
+    // socket may hold is its budget plus one entry per call.
+    let allowance_kib = (budget as u64 / 1024) + 96 * 1024;
+    assert!(
+        peak.saturating_sub(rss_before) < allowance_kib,
+        "hub peak RSS grew by {} KiB (allowed {allowance_kib} KiB)",
+        peak.saturating_sub(rss_before)
+    );
+}
+
+/// A `tenant:{t}:call:{c}` transcript of lines `seqs`.
+fn lines(tenant: Uuid, call: Uuid, seqs: std::ops::Range<i32>) -> Vec<Event> {
+    seqs.map(|seq| {
+        Event::new(
+            call,
+            "call.transcript",
+            tenant,
+            Utc::now(),
+            json!({"call_id": call, "seq": seq, "speaker": "agent", "text": format!("line {seq}")}),
+        )
+    })
+    .collect()
+}
+
+async fn stored_lines(pool: &PgPool, call: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM voice_call_transcripts WHERE call_id = $1")
+        .bind(call)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The transcript seqs of `messages`.
+fn seqs(messages: &[Value]) -> Vec<i64> {
+    messages
+        .iter()
+        .map(|m| m["data"]["seq"].as_i64().unwrap())
+        .collect()
+}
+
+/// Subscribes with `since` and returns the `subscribed` frame.
+async fn resubscribe(client: &mut Client, channel: &str, since: &str) -> Value {
+    client
+        .send(json!({"op": "subscribe", "id": 1, "channel": channel, "since": since}))
+        .await;
+    client.next_frame(30).await.expect("subscribed")
+}
+
+/// Receives the first ten lines of a call's transcript on `node`, then
+/// leaves; returns the channel and the last position seen.
+async fn watch_first_lines(
+    node: &Hub,
+    pool: &PgPool,
+    producer: &rdkafka::producer::FutureProducer,
+    topics: &Topics,
+    url_token: &str,
+    tenant: Uuid,
+    call: Uuid,
+) -> (String, String) {
+    let channel = format!("tenant:{tenant}:call:{call}");
+    let mut client = Client::connect(&node.ws_url(url_token)).await;
+    assert_eq!(client.subscribe(&channel).await["op"], "subscribed");
+    produce(producer, &topics.voice(), &lines(tenant, call, 0..10)).await;
+    let got = client.messages_until(30, |m| m.len() >= 10).await;
+    assert_eq!(seqs(&got), (0..10).collect::<Vec<_>>());
+    let last = got[9]["position"].as_str().unwrap().to_owned();
+    drop(client);
+    eventually(30, "ten lines stored", || async {
+        (stored_lines(pool, call).await == 10).then_some(())
+    })
+    .await;
+    (channel, last)
+}
+
+/// Resubscribes with `since` on `node`: exactly lines 10..30, in order,
+/// once, then the live lines after them.
+async fn assert_recovers_the_rest(
+    node: &Hub,
+    producer: &rdkafka::producer::FutureProducer,
+    topics: &Topics,
+    url_token: &str,
+    (tenant, call): (Uuid, Uuid),
+    (channel, since): (&str, &str),
+) {
+    let mut client = Client::connect(&node.ws_url(url_token)).await;
+    let sub = resubscribe(&mut client, channel, since).await;
+    assert_eq!(
+        (&sub["op"], &sub["recovered"], &sub["position"]),
+        (&json!("subscribed"), &json!(true), &json!(since)),
+        "{sub}"
+    );
+    let missed = client.messages_until(30, |m| m.len() >= 20).await;
+    assert_eq!(seqs(&missed), (10..30).collect::<Vec<_>>());
+    produce(producer, &topics.voice(), &lines(tenant, call, 30..35)).await;
+    let live = client.messages_until(30, |m| m.len() >= 5).await;
+    assert_eq!(
+        seqs(&live),
+        (30..35).collect::<Vec<_>>(),
+        "no seam: none lost, none twice"
+    );
+    client.send(json!({"op": "ping", "id": "probe"})).await;
+    assert_eq!(
+        client.next_frame(10).await,
+        Some(json!({"op": "pong", "id": "probe"})),
+        "nothing more was queued"
+    );
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn since_recovers_from_the_log_across_a_hub_restart(pool: PgPool) {
+    let topics = Topics::new();
+    let mut hub = Hub::start(
+        &pool,
+        &topics,
+        HubOptions {
+            restartable: true,
+            ..HubOptions::default()
+        },
+    )
+    .await;
+    let producer = producer(true);
+    let (tenant, call) = (Uuid::new_v4(), Uuid::new_v4());
+    let bearer = token(tenant, Uuid::new_v4(), "member", &[]);
+    let (channel, since) =
+        watch_first_lines(&hub, &pool, &producer, &topics, &bearer, tenant, call).await;
+    println!("restart: the client left at {since}");
+
+    produce(&producer, &topics.voice(), &lines(tenant, call, 10..30)).await;
+    eventually(30, "thirty lines stored", || async {
+        (stored_lines(&pool, call).await == 30).then_some(())
+    })
+    .await;
+    // Give the relay time to publish the last rows before the restart.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hub.restart().await;
+    println!("restart: the hub was restarted; its rings are empty");
+    assert_recovers_the_rest(
+        &hub,
+        &producer,
+        &topics,
+        &bearer,
+        (tenant, call),
+        (&channel, &since),
+    )
+    .await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn since_recovers_from_the_log_on_another_node(pool: PgPool) {
+    let topics = Topics::new();
+    let restartable = || HubOptions {
+        restartable: true,
+        ..HubOptions::default()
+    };
+    let node_a = Hub::start(&pool, &topics, restartable()).await;
+    let node_b = Hub::start(
+        &pool,
+        &topics,
+        HubOptions {
+            extra_env: vec![("LAD_ROLE".into(), "gateway".into())],
+            ..restartable()
+        },
+    )
+    .await;
+    let producer = producer(true);
+    let (tenant, call) = (Uuid::new_v4(), Uuid::new_v4());
+    let bearer = token(tenant, Uuid::new_v4(), "member", &[]);
+    let (channel, since) =
+        watch_first_lines(&node_a, &pool, &producer, &topics, &bearer, tenant, call).await;
+    produce(&producer, &topics.voice(), &lines(tenant, call, 10..30)).await;
+    eventually(30, "thirty lines stored", || async {
+        (stored_lines(&pool, call).await == 30).then_some(())
+    })
+    .await;
+    println!("nodes: the client left node A at {since} and comes back on node B");
+    assert_recovers_the_rest(
+        &node_b,
+        &producer,
+        &topics,
+        &bearer,
+        (tenant, call),
+        (&channel, &since),
+    )
+    .await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_client_that_never_answers_pings_is_closed_within_the_configured_time(pool: PgPool) {
+    let topics = Topics::new();
+    let hub = Hub::start(
+        &pool,
+        &topics,
+        HubOptions {
+            extra_env: vec![
+                ("LAD_WS_PING_SECS".into(), "1".into()),
+                ("LAD_WS_PONG_TIMEOUT_SECS".into(), "1".into()),
+            ],
+            ..HubOptions::default()
+        },
+    )
+    .await;
+    let url = hub.ws_url(&token(Uuid::new_v4(), Uuid::new_v4(), "member", &[]));
+    // tungstenite answers a ping only while it is polled: this one never is.
+    let (mut silent, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let mut answering = Client::connect(&url).await;
+    let opened = Instant::now();
+    let answering_reads = tokio::spawn(async move {
+        let frame = answering.next_frame(5).await;
+        (answering, frame)
+    });
+    let gone = eventually(10, "the silent socket closed", || async {
+        let body = lad_hub::http::fetch(hub.addr, "/metrics").await?.1;
+        body.contains(r#"lad_ws_closes_total{code="4009"} 1"#)
+            .then(|| opened.elapsed())
+    })
+    .await;
+    println!("heartbeat: the silent socket was closed {gone:?} after it opened (ping 1 s + 1 s)");
+    assert!(
+        gone < Duration::from_secs(4),
+        "closed within ping + timeout (+1 s)"
+    );
+    let mut codes = Vec::new();
+    while let Some(Ok(m)) = silent.next().await {
+        if let Message::Close(Some(f)) = m {
+            codes.push(u16::from(f.code));
+        }
+    }
+    assert_eq!(codes, [4009]);
+    let (mut answering, frame) = answering_reads.await.unwrap();
+    assert_eq!(frame, None, "the answering client got no frame and stayed");
+    answering.send(json!({"op": "ping", "id": 1})).await;
+    assert_eq!(
+        answering.next_frame(5).await,
+        Some(json!({"op": "pong", "id": 1}))
+    );
+}
