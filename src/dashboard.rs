@@ -160,7 +160,7 @@ mod tests {
             (&*INDEX, "text/html", "<title>LAD live</title>"),
             (&*APP, "text/javascript", "from \"./lad-live.js\""),
             (&*STYLE, "text/css", ".badge"),
-            (&*CLIENT, "text/javascript", "class LiveClient"),
+            (&*CLIENT, "text/javascript", "LiveClient = class"),
         ] {
             let res = get(asset, None);
             assert_eq!(res.status(), StatusCode::OK, "{needle}");
