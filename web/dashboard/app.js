@@ -7,8 +7,10 @@ import { LiveClient, canSeeBilling, channels, decodeToken } from "./lad-live.js"
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "lad.token";
 const CAMPAIGN_KEY = "lad.campaign";
-/** An ended call stays this long with its final state before its row goes. */
+/** An ended call stays this long with its final state before its row is freed. */
 const ENDED_LINGER_MS = 4_000;
+/** A freed row waits this long for a new call before the rows below move up. */
+const FREE_SLOT_MS = 10_000;
 const MAX_CHARGES = 12;
 const FUNNEL = ["sent", "delivered", "opened", "clicked", "replied"];
 const FUNNEL_SIDE = ["bounced", "failed", "skipped"];
@@ -260,8 +262,11 @@ function upsertCall(row, live) {
     el.addEventListener("keydown", (ev) => ev.key === "Enter" && selectCall(row.id));
     c = { row, el, cells, removeTimer: null };
     calls.set(row.id, c);
-    // Newest first, like the snapshot: a new call goes on top.
-    if (live) $("calls").prepend(el);
+    // A new call takes the place of one that ended, so the rows around it
+    // stay where the eye left them; only when no place is free does it go at
+    // the end.
+    const free = live ? $("calls").querySelector("tr.free") : null;
+    if (free) free.replaceWith(el);
     else $("calls").append(el);
   }
   c.row = row;
@@ -276,10 +281,19 @@ function upsertCall(row, live) {
     c.el.classList.add("ended");
     c.removeTimer = setTimeout(() => {
       calls.delete(row.id);
-      c.el.remove();
+      freeRow(c.el);
       refreshCounts();
     }, ENDED_LINGER_MS);
   }
+}
+
+/** Blanks a row in place; it is reused by the next call or collapses after a while. */
+function freeRow(el) {
+  const blank = document.createElement("tr");
+  blank.className = "free";
+  blank.append(...[...el.children].map(() => document.createElement("td")));
+  el.replaceWith(blank);
+  setTimeout(() => blank.remove(), FREE_SLOT_MS);
 }
 
 function tickCall(c) {
