@@ -177,7 +177,10 @@ var LiveClient = class {
     if (!sub) return;
     this.subs.delete(channel);
     clearSubRetry(sub);
-    if (sub.requestId !== null) this.requests.delete(sub.requestId);
+    if (sub.requestId !== null) {
+      this.requests.delete(sub.requestId);
+      if (this.conn) this.answered(this.conn, channel);
+    }
     if (this.conn?.opened && (sub.active || sub.requestId !== null)) {
       this.send(this.conn, { op: "unsubscribe", id: this.nextRequestId++, channel });
     }
@@ -228,7 +231,7 @@ var LiveClient = class {
       resuming: false,
       resumed: 0,
       reset: 0,
-      awaiting: 0
+      awaiting: /* @__PURE__ */ new Set()
     };
     ws.onopen = () => successor ? this.onSuccessorOpen(conn) : this.onOpen(conn);
     ws.onmessage = (ev) => this.onFrame(conn, ev.data);
@@ -250,15 +253,15 @@ var LiveClient = class {
     this.scheduleRefresh(conn);
     this.resubscribeAll(conn);
     if (!conn.resuming) this.setStatus({ state: "live" });
-    else if (conn.awaiting === 0) this.setStatus({ state: "recovered", resumed: 0, reset: 0 });
+    else if (conn.awaiting.size === 0) this.setStatus({ state: "recovered", resumed: 0, reset: 0 });
   }
   resubscribeAll(conn) {
-    conn.awaiting = 0;
+    conn.awaiting.clear();
     for (const sub of this.subs.values()) {
       sub.active = false;
       clearSubRetry(sub);
       this.sendSubscribe(conn, sub);
-      conn.awaiting++;
+      conn.awaiting.add(sub.channel);
     }
   }
   sendSubscribe(conn, sub) {
@@ -434,13 +437,12 @@ var LiveClient = class {
       sub.delivered = true;
       sub.handlers.onSnapshot?.(frame.snapshot, { position, reset });
     }
-    this.answered(conn);
+    this.answered(conn, sub.channel);
   }
   /** One resubscribe of a reconnect answered; `recovered` once all are. */
-  answered(conn) {
-    if (!conn.resuming || conn.awaiting === 0) return;
-    conn.awaiting--;
-    if (conn.awaiting === 0) this.setStatus({ state: "recovered", resumed: conn.resumed, reset: conn.reset });
+  answered(conn, channel) {
+    if (!conn.resuming || !conn.awaiting.delete(channel)) return;
+    if (conn.awaiting.size === 0) this.setStatus({ state: "recovered", resumed: conn.resumed, reset: conn.reset });
   }
   onMessage(frame) {
     const sub = this.subs.get(String(frame.channel));
@@ -469,7 +471,7 @@ var LiveClient = class {
       return;
     }
     this.subs.delete(sub.channel);
-    this.answered(conn);
+    this.answered(conn, sub.channel);
     sub.handlers.onError?.(error);
   }
   // ---------------------------------------------------------------- helpers

@@ -131,7 +131,8 @@ interface Connection {
   resuming: boolean;
   resumed: number;
   reset: number;
-  awaiting: number;
+  /** The channels whose resubscribe is not answered yet. */
+  awaiting: Set<string>;
 }
 
 const OPEN = 1;
@@ -244,7 +245,11 @@ export class LiveClient {
     if (!sub) return;
     this.subs.delete(channel);
     clearSubRetry(sub);
-    if (sub.requestId !== null) this.requests.delete(sub.requestId);
+    if (sub.requestId !== null) {
+      this.requests.delete(sub.requestId);
+      // A reconnect waiting for this channel's answer waits no more.
+      if (this.conn) this.answered(this.conn, channel);
+    }
     if (this.conn?.opened && (sub.active || sub.requestId !== null)) {
       this.send(this.conn, { op: "unsubscribe", id: this.nextRequestId++, channel });
     }
@@ -303,7 +308,7 @@ export class LiveClient {
       resuming: false,
       resumed: 0,
       reset: 0,
-      awaiting: 0,
+      awaiting: new Set(),
     };
     ws.onopen = () => (successor ? this.onSuccessorOpen(conn) : this.onOpen(conn));
     ws.onmessage = (ev) => this.onFrame(conn, ev.data);
@@ -327,16 +332,16 @@ export class LiveClient {
     this.scheduleRefresh(conn);
     this.resubscribeAll(conn);
     if (!conn.resuming) this.setStatus({ state: "live" });
-    else if (conn.awaiting === 0) this.setStatus({ state: "recovered", resumed: 0, reset: 0 });
+    else if (conn.awaiting.size === 0) this.setStatus({ state: "recovered", resumed: 0, reset: 0 });
   }
 
   private resubscribeAll(conn: Connection): void {
-    conn.awaiting = 0;
+    conn.awaiting.clear();
     for (const sub of this.subs.values()) {
       sub.active = false;
       clearSubRetry(sub);
       this.sendSubscribe(conn, sub);
-      conn.awaiting++;
+      conn.awaiting.add(sub.channel);
     }
   }
 
@@ -537,14 +542,13 @@ export class LiveClient {
       sub.delivered = true;
       sub.handlers.onSnapshot?.(frame.snapshot as never, { position, reset });
     }
-    this.answered(conn);
+    this.answered(conn, sub.channel);
   }
 
   /** One resubscribe of a reconnect answered; `recovered` once all are. */
-  private answered(conn: Connection): void {
-    if (!conn.resuming || conn.awaiting === 0) return;
-    conn.awaiting--;
-    if (conn.awaiting === 0) this.setStatus({ state: "recovered", resumed: conn.resumed, reset: conn.reset });
+  private answered(conn: Connection, channel: string): void {
+    if (!conn.resuming || !conn.awaiting.delete(channel)) return;
+    if (conn.awaiting.size === 0) this.setStatus({ state: "recovered", resumed: conn.resumed, reset: conn.reset });
   }
 
   private onMessage(frame: Record<string, unknown>): void {
@@ -575,7 +579,7 @@ export class LiveClient {
       return;
     }
     this.subs.delete(sub.channel);
-    this.answered(conn);
+    this.answered(conn, sub.channel);
     sub.handlers.onError?.(error);
   }
 

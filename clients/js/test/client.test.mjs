@@ -320,3 +320,24 @@ test("reads the token's claims without verifying them", () => {
   assert.equal(canSeeBilling(decodeToken(token({ role: "owner" }))), true);
   assert.equal(decodeToken("not-a-jwt"), null);
 });
+
+test("a channel dropped while a reconnect resubscribes does not hold back `recovered`", async (t) => {
+  const hub = await FakeHub.start();
+  const { c, statuses } = client(hub);
+  t.after(() => (c.close(), hub.close()));
+  const billing = `tenant:${TENANT}:billing`;
+  c.subscribe(CALLS, recorder().handlers);
+  const b = c.subscribe(billing, recorder().handlers);
+  c.connect();
+  const first = await hub.nextConnection();
+  first.subscribed(await first.next("subscribe", CALLS), { position: "0:1" });
+  first.subscribed(await first.next("subscribe", billing), { position: "0:2" });
+  first.ws.close(1001);
+  const second = await hub.nextConnection();
+  const resub = await second.next("subscribe", CALLS);
+  await second.next("subscribe", billing);
+  b.unsubscribe();
+  second.subscribed(resub, { position: "0:1", recovered: true });
+  await until(() => c.status === "recovered");
+  assert.deepEqual(statuses.at(-1), { state: "recovered", resumed: 1, reset: 0 });
+});
