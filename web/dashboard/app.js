@@ -162,6 +162,7 @@ function showStatus(s) {
 }
 
 function setBadge(state, text) {
+  document.body.dataset.conn = state;
   $("conn").dataset.state = state;
   $("conn").textContent = text;
 }
@@ -183,7 +184,7 @@ function resetViews() {
   $("assistant").replaceChildren(emptyNote("No reply yet."));
   $("charges").replaceChildren();
   transcriptSeqs.clear();
-  $("transcript").replaceChildren();
+  $("transcript").replaceChildren(emptyLine("Click a call to follow its transcript."));
   campaignSub = transcriptSub = billingSub = null;
   statsDay = null;
   refreshCounts();
@@ -386,16 +387,16 @@ function selectCall(callId) {
       $("transcript").replaceChildren();
       transcriptSeqs.clear();
       for (const line of s.transcript) addLine(line);
-      if (!s.transcript.length) $("transcript").append(emptyLine());
+      if (!s.transcript.length) $("transcript").append(emptyLine("Nothing said yet."));
     },
     onMessage: (m) => addLine(m.data),
   });
 }
 
-function emptyLine() {
+function emptyLine(text) {
   const li = document.createElement("li");
   li.className = "empty";
-  li.textContent = "Nothing said yet.";
+  li.textContent = text;
   return li;
 }
 
