@@ -218,15 +218,39 @@ try {
   });
 
   await check("clicking a call shows its live transcript", async () => {
-    // A call that was answered has transcript lines coming (the demo's scripts).
-    const id = await page.evaluate(() => {
-      const row = document.querySelector('#calls tr[data-status="in_progress"]') ?? document.querySelector("#calls tr[data-call-id]");
-      return row.dataset.callId;
-    });
-    await page.click(`#calls tr[data-call-id="${id}"]`);
-    const shown = await page.textContent("#transcript-call");
-    assert(id.startsWith(shown), `transcript header shows ${shown} for ${id}`);
-    await waitFor(page, () => document.querySelector("#transcript li") !== null, null, "a transcript line or the empty note");
+    // An answered demo call speaks 0 to 3 lines right after it is answered:
+    // follow calls as they are answered until one speaks.
+    const tried = [];
+    for (let attempt = 0; attempt < 6; attempt++) {
+      await waitFor(
+        page,
+        (old) => [...document.querySelectorAll('#calls tr[data-status="in_progress"]')].some((tr) => !old.includes(tr.dataset.callId)),
+        tried,
+        "a call being answered",
+      );
+      const id = await page.evaluate(
+        (old) =>
+          [...document.querySelectorAll('#calls tr[data-status="in_progress"]')]
+            .map((tr) => tr.dataset.callId)
+            .find((id) => !old.includes(id)),
+        tried,
+      );
+      tried.push(id);
+      const row = page.locator(`#calls tr[data-call-id="${id}"]`);
+      if ((await row.count()) === 0) continue;
+      await row.click();
+      const shown = await page.textContent("#transcript-call");
+      assert(id.startsWith(shown), `transcript header shows ${shown} for ${id}`);
+      try {
+        await page.waitForSelector("#transcript li[data-seq]", { timeout: 8_000 });
+        const line = await page.textContent("#transcript li[data-seq] .text");
+        console.log(`       call ${shown}: "${line}" after ${attempt + 1} call(s) tried`);
+        return;
+      } catch {
+        // This call said nothing: try the next one.
+      }
+    }
+    throw new Error(`none of ${tried.length} answered calls showed a transcript line`);
   });
 
   // Let the screen fill up before the picture people will look at.
