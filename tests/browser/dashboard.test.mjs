@@ -116,7 +116,7 @@ function observeCalls() {
       if (m.type === "attributes") record(m.target);
       for (const n of m.addedNodes ?? []) if (n.nodeType === 1 && n.matches("tr[data-call-id]")) record(n);
     }
-  }).observe(document.documentElement, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-status"] });
+  }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-status"] });
 }
 
 const seen = (page) => page.evaluate(() => window.__seen);
