@@ -190,9 +190,6 @@ try {
       null,
       "a call row changing state",
     );
-    const s = await seen(page);
-    const changed = Object.values(s.states).filter((l) => l.length >= 2);
-    const ended = Object.values(s.states).filter((l) => ["completed", "failed", "no_answer", "busy", "canceled"].includes(l.at(-1)));
     await waitFor(
       page,
       () =>
@@ -202,6 +199,9 @@ try {
       null,
       "a call ending",
     );
+    const s = await seen(page);
+    const changed = Object.values(s.states).filter((l) => l.length >= 2);
+    const ended = Object.values(s.states).filter((l) => ["completed", "failed", "no_answer", "busy", "canceled"].includes(l.at(-1)));
     console.log(`       ${s.ids.length} calls seen, ${changed.length} changed state, e.g. ${changed[0].join(" → ")}; ${ended.length} ended so far`);
   });
 
