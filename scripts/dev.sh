@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: the broker, the hub on local defaults (local Postgres,
-# migrations applied, topics created) and demo traffic. Prints a dev token
-# and the one-line client that shows live calls.
+# migrations applied, topics created) and demo traffic. Prints the
+# dashboard's URL with a dev token, and the one-line terminal client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,8 +16,12 @@ token="$("$hub" token)"
 tenant="$("$hub" token --print-tenant)"
 cat <<MSG
 
+  Open the live dashboard (demo tenant, dev token):
+
+    http://$LAD_HTTP_ADDR/?token=$token
+
   lad-hub is starting on http://$LAD_HTTP_ADDR with demo traffic.
-  Watch live calls from another terminal:
+  Or watch live calls from another terminal:
 
     $hub watch --url ws://$LAD_HTTP_ADDR/v1/ws --token $token tenant:$tenant:calls
 

@@ -13,3 +13,9 @@ cargo fmt --all -- --check
 # Tests that share one broker run a few at a time: two cores, and every
 # test owns its topics and its database anyway.
 cargo test --workspace --locked -- --test-threads="${LAD_TEST_THREADS:-4}"
+
+# The JavaScript client: its generated types and its bundle match their
+# sources, and its unit tests pass against a fake hub.
+(cd clients/js && npm ci --no-audit --no-fund && npm run check && npm test)
+# The dashboard in headless Chromium against a real hub.
+scripts/browser-test.sh

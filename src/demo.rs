@@ -14,6 +14,9 @@ use uuid::Uuid;
 
 pub const DEMO_TENANT: &str = "6c1d9e0a-0b1d-4f3a-8f55-2f6c1d9e0a77";
 pub const DEMO_USER: &str = "3f4a4b8e-7f0c-4c1e-9d55-0c1a8f0e6b11";
+/// The campaign the demo's activity belongs to: fixed, so the dashboard can
+/// show its funnel without being told an id.
+pub const DEMO_CAMPAIGN: &str = "9d55a0c1-8f0e-4b11-a6a4-6c1d9e0a0b1d";
 
 /// One input record: its topic's key and its value.
 #[derive(Debug, Clone)]
@@ -163,7 +166,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     let tenant = args.tenant;
     let user: Uuid = DEMO_USER.parse().expect("valid uuid");
     let agents: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
-    let campaign = Uuid::new_v4();
+    let campaign: Uuid = DEMO_CAMPAIGN.parse().expect("valid uuid");
     let mut rng = rand::rngs::StdRng::from_entropy();
     // (due, topic, event) in due order: a call's steps play out over seconds.
     let mut due: VecDeque<(tokio::time::Instant, String, Event)> = VecDeque::new();

@@ -40,7 +40,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .merge(crate::dashboard::router());
     match &state.gateway {
         Some(g) => base.merge(g.router()),
         None => base,

@@ -11,6 +11,7 @@
 //! - [`startup`]: builds the running hub (migrations, topics, relay, one
 //!   pipeline per input topic, gateway, HTTP) and returns its address.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`dashboard`]: `GET /`, the live dashboard (assets compiled in).
 //! - [`auth`]: JWT verification (contract §7) and dev-token minting.
 //! - [`gateway`]: `GET /v1/ws`: channel registry, sessions, snapshots, and the
 //!   reader of `lad.live.v1` that feeds them.
@@ -19,6 +20,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod gateway;
 pub mod http;
