@@ -213,6 +213,8 @@ export type LiveRecord = {
   channel: string;
   /** Live message type; selects the shape of `data` (asyncapi.yaml components/schemas, frame* and their data schemas). */
   type: "call.updated" | "call.stats" | "call.analyzed" | "call.transcript" | "campaign.activity" | "campaign.stats" | "billing.charged" | "billing.credited" | "billing.rejected" | "billing.wallet" | "ai.reply.delta" | "ai.reply.completed";
+  /** State messages only (call.updated, call.stats, campaign.stats, billing.wallet): the entity the message describes, "<type>/<field>/..." from its data (e.g. "call.updated/<call id>"). A newer record with the same key supersedes an older one: the gateway conflates them for sockets that are behind. Absent on events, which are never superseded. */
+  key?: string;
   /** Type-specific payload, the same as the `data` of the WebSocket message frame (see asyncapi.yaml components/schemas). */
   data: { [key: string]: unknown };
   /** When the batch that produced the message was applied (its clock, taken inside the transaction). Absent on ai.reply.delta records. */
@@ -612,6 +614,7 @@ export type BillingWallet = {
   tenant_id: Uuid;
   current_balance: Money;
   currency: Currency;
+  status: "active" | "frozen" | "closed";
   updated_at: DateTime;
 };
 
