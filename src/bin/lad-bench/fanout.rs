@@ -53,13 +53,13 @@ impl Fanout {
 
 /// The hub in a child process: started with a `lad-hub serve` command line,
 /// stopped (gracefully) by closing its stdin.
-struct ChildHub {
+pub(crate) struct ChildHub {
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
 }
 
 impl ChildHub {
-    async fn spawn(argv: &[String]) -> anyhow::Result<ChildHub> {
+    pub async fn spawn(argv: &[String]) -> anyhow::Result<ChildHub> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("hub")
             .args(argv)
@@ -82,17 +82,35 @@ impl ChildHub {
     }
 
     /// Resident memory of the hub process, in KiB.
-    fn rss_kib(&self) -> anyhow::Result<u64> {
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most resident memory the hub process has had, in KiB.
+    pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
         let pid = self.child.id().context("hub exited")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS")
+            .with_context(|| format!("no {field}"))
     }
 
-    async fn stop(mut self) {
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        let ready = Instant::now();
+        while !lad_hub::http::probe_ready(self.addr).await {
+            anyhow::ensure!(ready.elapsed() < Duration::from_secs(60), "hub not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    pub async fn stop(mut self) {
         drop(self.child.stdin.take());
         if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
@@ -132,11 +150,7 @@ pub async fn run(brokers: &str, postgres: &str, f: Fanout) -> anyhow::Result<Val
 }
 
 async fn measure(run: &Run, hub: &ChildHub, brokers: &str, f: Fanout) -> anyhow::Result<Value> {
-    let ready = Instant::now();
-    while !lad_hub::http::probe_ready(hub.addr).await {
-        anyhow::ensure!(ready.elapsed() < Duration::from_secs(60), "hub not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    hub.wait_ready().await?;
     let producer = CallProducer::new(brokers, &format!("{}.voice", run.prefix))?;
     producer.warm_up(hub.addr).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -255,7 +269,7 @@ async fn read(mut ws: Socket, tx: tokio::sync::mpsc::Sender<f64>, counts: Arc<Mu
 }
 
 /// The string value of `"name":"…"` in a JSON text.
-fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     let key = format!(r#""{name}":""#);
     let start = text.find(&key)? + key.len();
     let len = text[start..].find('"')?;

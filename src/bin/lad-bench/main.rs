@@ -13,7 +13,11 @@
 //! - `fanout`: 10,000 WebSocket clients on 100 tenants' `calls` channels:
 //!   the hub's memory per idle connection, then deliveries/s and produce →
 //!   client latency of `call.updated` (module [`fanout`]).
+//! - `burst`: 50,000 events of one tenant at once with 100 clients on its
+//!   `calls` channel: clients cut, seconds until every client holds every
+//!   call's final state, hub peak memory (module [`burst`]).
 
+mod burst;
 mod cpu;
 mod fanout;
 
@@ -83,6 +87,7 @@ enum Bench {
         partitions: i32,
     },
     Fanout(fanout::Fanout),
+    Burst(burst::Burst),
     /// Internal: `fanout`'s hub process (a `lad-hub serve` command line).
     #[command(hide = true)]
     Hub {
@@ -147,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
             "fanout",
             fanout::run(&args.brokers, &args.postgres, f).await?,
         ),
+        Bench::Burst(b) => ("burst", burst::run(&args.brokers, &args.postgres, b).await?),
         Bench::Hub { argv } => return fanout::serve_child(argv).await,
         Bench::Hop {
             traffic,
@@ -227,8 +233,6 @@ fn hub_argv(
         &partitions.to_string(),
         "--batch-max",
         &batch_max.to_string(),
-        "--ws-queue",
-        "4096",
         "--role",
         role,
     ]
