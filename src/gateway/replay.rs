@@ -226,6 +226,7 @@ impl Worker {
                     tracing::warn!(partition, error = %why, "log replay failed");
                     scan.fail_all(why);
                 }
+                metrics::counter!("lad_ws_log_replay_scans_total").increment(1);
                 tracing::debug!(
                     partition,
                     requests = count,

@@ -453,6 +453,28 @@ async fn since_recovers_from_the_log_across_a_hub_restart(pool: PgPool) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     hub.restart().await;
     println!("restart: the hub was restarted; its rings are empty");
+
+    // A restart's reconnect wave: many clients resume at once and share
+    // the reads of the log.
+    const WAVE: usize = 12;
+    let wave = (0..WAVE).map(|_| async {
+        let mut client = Client::connect(&hub.ws_url(&bearer)).await;
+        let sub = resubscribe(&mut client, &channel, &since).await;
+        assert_eq!(sub["recovered"], json!(true), "{sub}");
+        seqs(&client.messages_until(30, |m| m.len() >= 20).await)
+    });
+    for got in futures_util::future::join_all(wave).await {
+        assert_eq!(got, (10..30).collect::<Vec<_>>());
+    }
+    let metrics = lad_hub::http::fetch(hub.addr, "/metrics").await.unwrap().1;
+    let scans: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("lad_ws_log_replay_scans_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no scan counter in {metrics}"));
+    println!("restart: {WAVE} clients recovered together with {scans} scans of the log");
+    assert!(scans < WAVE as u64 / 2, "{scans} scans for {WAVE} clients");
+
     assert_recovers_the_rest(
         &hub,
         &producer,

@@ -4,7 +4,7 @@
 //! long until every client holds every call's final state; and the hub's
 //! peak memory meanwhile.
 
-use crate::fanout::{field, ChildHub};
+use crate::fanout::{field, CallProducer, ChildHub};
 use crate::{drop_database, fresh_run, hub_argv, machine, produce_all, producer, token_for};
 use chrono::Utc;
 use futures_util::StreamExt;
@@ -50,6 +50,10 @@ pub async fn run(brokers: &str, postgres: &str, b: Burst) -> anyhow::Result<Valu
 
 async fn measure(prefix: &str, hub: &ChildHub, brokers: &str, b: Burst) -> anyhow::Result<Value> {
     hub.wait_ready().await?;
+    // The voice pipeline's group join is not what this measures.
+    CallProducer::new(brokers, &format!("{prefix}.voice"))?
+        .warm_up(hub.addr)
+        .await?;
     let tenant = Uuid::new_v4();
     let calls = b.events / 2;
     let events = burst(tenant, calls);
@@ -99,6 +103,7 @@ async fn measure(prefix: &str, hub: &ChildHub, brokers: &str, b: Burst) -> anyho
         "clients_cut": cut.values().sum::<usize>(),
         "cut_by_code": cut,
         "clients_behind_at_timeout": behind.len(),
+        "calls_held_by_clients_behind": { "min": behind.iter().min(), "max": behind.iter().max() },
         "seconds_until_current": { "first": quantile(0.0), "median": quantile(0.5), "last": quantile(1.0) },
         "hub_rss_kib": { "before": rss_before, "peak": hub.peak_rss_kib()? },
         "machine": machine(),
@@ -173,11 +178,10 @@ async fn follow(
     let _ = done.send(outcome).await;
 }
 
-/// The call id of a `call.updated` frame: its data's first field.
+/// The call id of a `call.updated` frame: the `id` inside its data.
 fn data_id(text: &str) -> Option<&str> {
-    let key = r#""data":{"id":""#;
-    let start = text.find(key)? + key.len();
-    Some(&text[start..start + 36.min(text.len() - start)])
+    let data = text.find(r#""data":{"#)?;
+    field(&text[data..], "id")
 }
 
 #[cfg(test)]
@@ -186,7 +190,7 @@ mod tests {
 
     #[test]
     fn a_call_updated_frame_names_its_call_and_status() {
-        let t = r#"{"op":"message","id":"3.1","type":"call.updated","data":{"id":"0b1d5f3a-8f55-4c1c-a6a4-2f6c1d9e0a77","status":"completed"}}"#;
+        let t = r#"{"op":"message","id":"3.1","type":"call.updated","data":{"agent_id":"a","id":"0b1d5f3a-8f55-4c1c-a6a4-2f6c1d9e0a77","status":"completed"}}"#;
         assert_eq!(data_id(t), Some("0b1d5f3a-8f55-4c1c-a6a4-2f6c1d9e0a77"));
         assert_eq!(field(t, "status"), Some("completed"));
     }

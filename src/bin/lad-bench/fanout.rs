@@ -277,14 +277,14 @@ pub(crate) fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Produces `call.started` events for new calls, `started_at` = now.
-struct CallProducer {
+pub(crate) struct CallProducer {
     producer: FutureProducer,
     topic: String,
     agent: Uuid,
 }
 
 impl CallProducer {
-    fn new(brokers: &str, topic: &str) -> anyhow::Result<CallProducer> {
+    pub fn new(brokers: &str, topic: &str) -> anyhow::Result<CallProducer> {
         Ok(CallProducer {
             producer: rdkafka::ClientConfig::new()
                 .set("bootstrap.servers", brokers)
@@ -314,7 +314,7 @@ impl CallProducer {
     /// Sends a call a second for a tenant of its own until one reaches a
     /// client: the voice pipeline's consumer group may still be joining,
     /// and its join is not what the run measures.
-    async fn warm_up(&self, addr: SocketAddr) -> anyhow::Result<()> {
+    pub async fn warm_up(&self, addr: SocketAddr) -> anyhow::Result<()> {
         let tenant = Uuid::new_v4();
         let mut ws = connect(addr, tenant).await?;
         let started = Instant::now();
