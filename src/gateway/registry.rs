@@ -275,6 +275,9 @@ pub enum Subscription {
 /// Where the stream resumes for a subscriber whose snapshot is being read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resume {
+    /// The subscribe request's id and channel name, echoed in `subscribed`.
+    pub id: Value,
+    pub name: String,
     /// The `position` of its `subscribed` frame when nothing is recovered
     /// from the log.
     pub position: String,
@@ -383,6 +386,8 @@ impl ChannelRegistry {
             pending: Some(held),
         });
         Subscription::NeedsSnapshot(Resume {
+            id: id.clone(),
+            name: name.to_owned(),
             position,
             recovered,
             replay,
@@ -419,12 +424,11 @@ impl ChannelRegistry {
         &self,
         conn: &Conn,
         channel: &Channel,
-        name: &str,
-        id: &Value,
         snapshot: &Value,
         resume: &Resume,
         replayed: Option<Result<Vec<Outgoing>, Unrecoverable>>,
     ) {
+        let (id, name) = (&resume.id, resume.name.as_str());
         let Some(mut st) = self.channels.get_mut(channel) else {
             return;
         };
@@ -728,7 +732,7 @@ mod tests {
             Subscription::Live => panic!("not an assistant channel"),
             Subscription::NeedsSnapshot(resume) => {
                 let snapshot = json!({"s": 1});
-                reg.complete(&c.conn, &ch, &name, &json!(1), &snapshot, &resume, None);
+                reg.complete(&c.conn, &ch, &snapshot, &resume, None);
                 resume.position
             }
         }
@@ -753,15 +757,7 @@ mod tests {
         send_n(&reg, &ch, 1..=1);
         assert!(c.frames().is_empty(), "nothing before subscribed");
         let snapshot = json!({"s": 1});
-        reg.complete(
-            &c.conn,
-            &ch,
-            &ch.to_string(),
-            &json!(1),
-            &snapshot,
-            &resume,
-            None,
-        );
+        reg.complete(&c.conn, &ch, &snapshot, &resume, None);
         send_n(&reg, &ch, 2..=2);
         let frames = c.frames();
         assert_eq!(frames[0]["op"], "subscribed");

@@ -289,7 +289,7 @@ impl Session {
         let (snapshot, replayed) = tokio::join!(snapshot, replay);
         match snapshot {
             Ok(Ok(snap)) => {
-                registry.complete(&self.conn, &channel, name, &id, &snap, &resume, replayed);
+                registry.complete(&self.conn, &channel, &snap, &resume, replayed);
                 Ok(())
             }
             failed => {
