@@ -101,6 +101,10 @@ impl Running {
 
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
+    // Before anything else: a hub that would accept forged tokens must not
+    // touch the database or the broker at all.
+    let verifier = crate::safety::token_verifier(&args.auth).await?;
+    let snapshot_pool = crate::safety::snapshot_pool(&args.db, &args.limits)?;
     let pool = migrate(&args.db).await?;
     let kafka = args.kafka.settings().map_err(anyhow::Error::msg)?;
     ensure_topics(
@@ -116,10 +120,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     tasks.spawn(keep_partitions_ahead(pool.clone(), shutdown.clone()));
 
     let gateway = Gateway::new(
-        pool.clone(),
+        snapshot_pool,
         GatewayConfig {
             queue_capacity: args.ws_queue,
-            ..GatewayConfig::new(args.jwt_secret.clone())
+            verifier: Some(verifier),
+            limits: args.limits.config(),
+            ..GatewayConfig::default()
         },
         shutdown.clone(),
     );

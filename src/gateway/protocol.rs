@@ -37,6 +37,9 @@ pub enum ErrorCode {
     /// Not in the contract's list: the snapshot (or a capability check)
     /// could not be read from Postgres. The client may retry.
     Internal,
+    /// Not in the contract's list: the socket sent subscribes faster than
+    /// its rate limit; the message says when to retry.
+    RateLimited,
 }
 
 /// A request the hub refuses; it becomes an `error` frame.

@@ -11,6 +11,7 @@
 
 use crate::auth::{unix_now, Claims};
 use crate::gateway::authz::{self, Decision};
+use crate::gateway::limits::TokenBucket;
 use crate::gateway::protocol::{self, ClientFrame, ErrorCode, Refusal, RequestId};
 use crate::gateway::registry::{Conn, Subscription};
 use crate::gateway::{snapshot, Gateway};
@@ -42,6 +43,7 @@ struct Session {
     conn: Arc<Conn>,
     claims: Claims,
     subscriptions: Vec<Channel>,
+    subscribes: TokenBucket,
 }
 
 impl Drop for Session {
@@ -63,11 +65,13 @@ enum Close {
 pub async fn serve(gw: Gateway, claims: Claims, mut socket: WebSocket) {
     let (conn, mut rx) = Conn::new(gw.connection_opened(), gw.config().queue_capacity);
     let shutdown = gw.shutdown_token();
+    let subscribes = TokenBucket::for_subscribes(&gw.config().limits);
     let mut session = Session {
         gw,
         conn,
         claims,
         subscriptions: Vec::new(),
+        subscribes,
     };
     let expiry = tokio::time::sleep_until(expiry_instant(session.claims.exp));
     tokio::pin!(expiry);
@@ -197,6 +201,13 @@ impl Session {
         name: &str,
         since: Option<&str>,
     ) -> Result<(), Refusal> {
+        if let Err(wait) = self.subscribes.take(std::time::Instant::now()) {
+            let why = format!(
+                "too many subscribes; retry in {} ms",
+                wait.as_millis().max(1)
+            );
+            return Err(Refusal::new(id, ErrorCode::RateLimited, why));
+        }
         let channel = parse_channel(&id, name)?;
         match authz::decide(&self.claims, &channel) {
             Decision::Allow => {}
