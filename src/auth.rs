@@ -108,11 +108,11 @@ pub struct TokenPolicy {
     pub hs256_secret: Option<String>,
     /// The identity provider's keys; `None`: RS256/ES256 tokens are refused.
     pub jwks: Option<Jwks>,
-    /// Required `iss`.
+    /// Required `iss` of identity-provider tokens.
     pub issuer: Option<String>,
-    /// Accepted `aud` values (any one); empty: not checked.
+    /// Accepted `aud` values of identity-provider tokens (any one); empty: not checked.
     pub audience: Vec<String>,
-    /// Longest lifetime: `exp - iat` and `exp - now` may not exceed it.
+    /// Longest lifetime of any token: `exp - iat` and `exp - now` may not exceed it.
     pub max_lifetime: Option<Duration>,
 }
 
@@ -164,21 +164,35 @@ impl Verifier {
         }
     }
 
+    /// `iss` and `aud` are the identity provider's: they are checked on its
+    /// tokens, not on HS256 ones, which the hub's own secret signs.
     fn validation(&self, alg: Algorithm) -> Validation {
         let mut validation = Validation::new(alg);
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp"]);
         validation.validate_exp = true;
-        match &self.inner.issuer {
+        let from_idp = alg != Algorithm::HS256;
+        let issuer = self.inner.issuer.as_ref().filter(|_| from_idp);
+        let audience: &[String] = if from_idp { &self.inner.audience } else { &[] };
+        // jsonwebtoken checks `iss` and `aud` only when present: a token
+        // without them must not slip past a configured check.
+        let mut required = vec!["exp"];
+        if issuer.is_some() {
+            required.push("iss");
+        }
+        if !audience.is_empty() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        match issuer {
             Some(iss) => validation.set_issuer(&[iss]),
             None => validation.iss = None,
         }
-        if self.inner.audience.is_empty() {
+        if audience.is_empty() {
             // The contract's tokens carry no audience; a stray `aud` must not
             // turn a valid token into a refusal.
             validation.validate_aud = false;
         } else {
-            validation.set_audience(&self.inner.audience);
+            validation.set_audience(audience);
         }
         validation
     }
@@ -536,6 +550,12 @@ mod tests {
             v.verify(&with("aud", "other".into())).await,
             Err(AuthError::WrongAudience)
         );
+        for claim in ["iss", "aud"] {
+            let mut missing = ok.clone();
+            missing.as_object_mut().unwrap().remove(claim);
+            let token = signed(Algorithm::ES256, "ec-a", &missing);
+            assert!(v.verify(&token).await.is_err(), "a token without {claim}");
+        }
         let too_long = with("exp", (unix_now() + 601).into());
         assert_eq!(v.verify(&too_long).await, Err(AuthError::LifetimeTooLong));
         // Issued long ago with a long life: still too long, though little is left.
@@ -553,5 +573,23 @@ mod tests {
             .verify(&signed(Algorithm::ES256, "ec-a", &no_iat))
             .await
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn hs256_tokens_skip_the_identity_providers_iss_and_aud_but_not_the_lifetime_cap() {
+        let v = Verifier::with_policy(TokenPolicy {
+            hs256_secret: Some(SECRET.into()),
+            issuer: Some("idp".into()),
+            audience: vec!["hub".into()],
+            max_lifetime: Some(Duration::from_secs(600)),
+            ..TokenPolicy::default()
+        });
+        let dev = claims(unix_now() + 600);
+        assert_eq!(v.verify(&mint(SECRET, &dev)).await, Ok(dev));
+        let long = claims(unix_now() + 601);
+        assert_eq!(
+            v.verify(&mint(SECRET, &long)).await,
+            Err(AuthError::LifetimeTooLong)
+        );
     }
 }

@@ -316,10 +316,10 @@ pub struct AuthArgs {
     /// so forged `kid`s cannot hammer the identity provider.
     #[arg(long, env = "LAD_JWKS_MIN_REFRESH_SECS", default_value_t = 10)]
     pub jwks_min_refresh_secs: u64,
-    /// Required `iss` claim (unset: not checked).
+    /// Required `iss` claim of identity-provider tokens (unset: not checked).
     #[arg(long, env = "LAD_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
-    /// Required `aud` claim, one of these (unset: not checked).
+    /// Required `aud` claim of identity-provider tokens, one of these (unset: not checked).
     #[arg(long, env = "LAD_JWT_AUDIENCE", value_delimiter = ',')]
     pub jwt_audience: Vec<String>,
     /// Longest accepted token lifetime in seconds (`exp - iat`, and `exp - now`).
