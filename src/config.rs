@@ -358,13 +358,21 @@ pub struct LimitArgs {
     /// Open WebSockets per user (`sub`) on a node; beyond it upgrades get 429.
     #[arg(long, env = "LAD_MAX_CONNECTIONS_PER_USER", default_value_t = 64)]
     pub max_connections_per_user: usize,
-    /// Subscribes per second a socket may sustain (a token bucket); beyond it
-    /// the subscribe gets an error frame with code `rate_limited`.
+    /// Subscribes per second a user's sockets on a node may sustain together
+    /// (a token bucket); beyond it the subscribe gets an error frame with
+    /// code `rate_limited`.
     #[arg(long, env = "LAD_SUBSCRIBE_RATE", default_value_t = 10.0)]
     pub subscribe_rate: f64,
-    /// Subscribes a socket may send at once (the bucket's size).
-    #[arg(long, env = "LAD_SUBSCRIBE_BURST", default_value_t = 300)]
+    /// Subscribes a user's sockets may send at once (the bucket's size).
+    #[arg(long, env = "LAD_SUBSCRIBE_BURST", default_value_t = 100)]
     pub subscribe_burst: u32,
+    /// Client frames per second a socket may sustain; past its burst it is
+    /// closed with 1008 (a client that ignores `rate_limited`).
+    #[arg(long, env = "LAD_WS_FRAME_RATE", default_value_t = 20.0)]
+    pub ws_frame_rate: f64,
+    /// Client frames a socket may send at once.
+    #[arg(long, env = "LAD_WS_FRAME_BURST", default_value_t = 200)]
+    pub ws_frame_burst: u32,
     /// Connections of the snapshot pool: snapshot reads never use the
     /// pipelines' connections, and at most this many run at once.
     #[arg(long, env = "LAD_SNAPSHOT_POOL_SIZE", default_value_t = 2)]

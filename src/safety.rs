@@ -71,6 +71,8 @@ impl LimitArgs {
             max_connections_per_user: self.max_connections_per_user,
             subscribe_rate: self.subscribe_rate,
             subscribe_burst: self.subscribe_burst,
+            frame_rate: self.ws_frame_rate,
+            frame_burst: self.ws_frame_burst,
         }
     }
 }

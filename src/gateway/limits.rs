@@ -1,7 +1,12 @@
 //! Caps that keep one client, user or tenant from exhausting a node:
 //! open connections per node, per tenant and per user (checked before the
 //! upgrade, so a refused client costs no socket task), and a token bucket
-//! per socket on subscribes (each may run a snapshot query).
+//! on subscribes (each may run a snapshot query). The bucket is the user's,
+//! shared by all of its sockets on the node: a bucket per socket would give
+//! a user who opens its maximum of sockets that many bursts, and one more
+//! with every reconnect. A socket that keeps sending past `rate_limited`
+//! is closed (1008) once it exceeds a frame budget of its own, so ignoring
+//! the refusals cannot turn them into the flood.
 //!
 //! Snapshot reads themselves run on their own small pool with a statement
 //! timeout (`startup.rs`), so however many subscribes get through, the
@@ -25,10 +30,14 @@ pub struct LimitConfig {
     pub max_connections: usize,
     pub max_connections_per_tenant: usize,
     pub max_connections_per_user: usize,
-    /// Subscribes per second a socket may sustain.
+    /// Subscribes per second a user's sockets may sustain together.
     pub subscribe_rate: f64,
-    /// Subscribes a socket may send at once.
+    /// Subscribes a user's sockets may send at once.
     pub subscribe_burst: u32,
+    /// Frames per second a socket may sustain; beyond its burst it is closed
+    /// with 1008. Far above any client that honours `rate_limited`.
+    pub frame_rate: f64,
+    pub frame_burst: u32,
 }
 
 impl Default for LimitConfig {
@@ -39,7 +48,9 @@ impl Default for LimitConfig {
             max_connections_per_tenant: 20_000,
             max_connections_per_user: 64,
             subscribe_rate: 10.0,
-            subscribe_burst: 300,
+            subscribe_burst: 100,
+            frame_rate: 20.0,
+            frame_burst: 200,
         }
     }
 }
@@ -105,7 +116,33 @@ struct Counts {
     cfg: LimitConfig,
     node: AtomicUsize,
     tenants: DashMap<Uuid, usize>,
-    users: DashMap<(Uuid, Uuid), usize>,
+    users: DashMap<(Uuid, Uuid), UserState>,
+}
+
+/// A user's open connections and the subscribe bucket they share.
+struct UserState {
+    open: usize,
+    subscribes: SubscribeLimiter,
+}
+
+/// The subscribe bucket of one user on this node, shared by its sockets.
+#[derive(Clone)]
+pub struct SubscribeLimiter(Arc<std::sync::Mutex<TokenBucket>>);
+
+impl SubscribeLimiter {
+    pub fn new(cfg: &LimitConfig) -> SubscribeLimiter {
+        SubscribeLimiter(Arc::new(std::sync::Mutex::new(
+            TokenBucket::for_subscribes(cfg),
+        )))
+    }
+
+    /// Takes a subscribe; else how long until one is allowed.
+    pub fn take(&self) -> Result<(), Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(Instant::now())
+    }
 }
 
 /// One admitted connection; dropping it gives its places back.
@@ -154,21 +191,34 @@ impl ConnectionLimiter {
         }
         let key = (tenant, user);
         {
-            let mut n = c.users.entry(key).or_insert(0);
-            if *n >= c.cfg.max_connections_per_user {
-                drop(n);
-                release(&c.users, &key, false);
+            let mut u = c.users.entry(key).or_insert_with(|| UserState {
+                open: 0,
+                subscribes: SubscribeLimiter::new(&c.cfg),
+            });
+            if u.open >= c.cfg.max_connections_per_user {
+                drop(u);
+                c.users.remove_if(&key, |_, u| u.open == 0);
                 release(&c.tenants, &tenant, true);
                 release_node();
                 return Err(LimitExceeded::User(c.cfg.max_connections_per_user));
             }
-            *n += 1;
+            u.open += 1;
         }
         Ok(ConnectionPermit {
             counts: c.clone(),
             tenant,
             user: key,
         })
+    }
+
+    /// The subscribe bucket of `user`, shared by its sockets; a fresh one if
+    /// the user holds no permit (a session started without the upgrade).
+    pub fn subscribes(&self, tenant: Uuid, user: Uuid) -> SubscribeLimiter {
+        self.inner
+            .users
+            .get(&(tenant, user))
+            .map(|u| u.subscribes.clone())
+            .unwrap_or_else(|| SubscribeLimiter::new(&self.inner.cfg))
     }
 
     pub fn open(&self) -> usize {
@@ -194,7 +244,10 @@ fn release<K: std::hash::Hash + Eq + Copy>(map: &DashMap<K, usize>, key: &K, tak
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
-        release(&self.counts.users, &self.user, true);
+        self.counts.users.remove_if_mut(&self.user, |_, u| {
+            u.open -= 1;
+            u.open == 0
+        });
         release(&self.counts.tenants, &self.tenant, true);
         self.counts.node.fetch_sub(1, Ordering::AcqRel);
     }
@@ -222,6 +275,10 @@ impl TokenBucket {
 
     pub fn for_subscribes(cfg: &LimitConfig) -> TokenBucket {
         TokenBucket::new(cfg.subscribe_rate, cfg.subscribe_burst)
+    }
+
+    pub fn for_frames(cfg: &LimitConfig) -> TokenBucket {
+        TokenBucket::new(cfg.frame_rate, cfg.frame_burst)
     }
 
     /// Takes a token if one is left; else how long until one is.
@@ -304,6 +361,25 @@ mod tests {
             LimitExceeded::User(1).status(),
             StatusCode::TOO_MANY_REQUESTS
         );
+    }
+
+    #[test]
+    fn a_users_sockets_share_one_subscribe_bucket_and_other_users_have_their_own() {
+        let l = ConnectionLimiter::new(LimitConfig {
+            subscribe_rate: 0.0,
+            subscribe_burst: 2,
+            ..LimitConfig::default()
+        });
+        let (t, u, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (_p1, _p2, _p3) = (
+            l.admit(t, u).unwrap(),
+            l.admit(t, u).unwrap(),
+            l.admit(t, other).unwrap(),
+        );
+        let (a, b) = (l.subscribes(t, u), l.subscribes(t, u));
+        assert!(a.take().is_ok() && b.take().is_ok());
+        assert!(a.take().is_err() && b.take().is_err());
+        assert!(l.subscribes(t, other).take().is_ok());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use crate::auth::{unix_now, Claims};
 use crate::gateway::authz::{self, Decision};
-use crate::gateway::limits::TokenBucket;
+use crate::gateway::limits::{SubscribeLimiter, TokenBucket};
 use crate::gateway::protocol::{self, ClientFrame, ErrorCode, Refusal, RequestId};
 use crate::gateway::registry::{Conn, Subscription};
 use crate::gateway::{snapshot, Gateway};
@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 pub const CLOSE_TOO_SLOW: u16 = 4008;
@@ -43,7 +44,8 @@ struct Session {
     conn: Arc<Conn>,
     claims: Claims,
     subscriptions: Vec<Channel>,
-    subscribes: TokenBucket,
+    subscribes: SubscribeLimiter,
+    frames: TokenBucket,
 }
 
 impl Drop for Session {
@@ -65,13 +67,15 @@ enum Close {
 pub async fn serve(gw: Gateway, claims: Claims, mut socket: WebSocket) {
     let (conn, mut rx) = Conn::new(gw.connection_opened(), gw.config().queue_capacity);
     let shutdown = gw.shutdown_token();
-    let subscribes = TokenBucket::for_subscribes(&gw.config().limits);
+    let subscribes = gw.inner.limiter.subscribes(claims.tenant_id, claims.sub);
+    let frames = TokenBucket::for_frames(&gw.config().limits);
     let mut session = Session {
         gw,
         conn,
         claims,
         subscriptions: Vec::new(),
         subscribes,
+        frames,
     };
     let expiry = tokio::time::sleep_until(expiry_instant(session.claims.exp));
     tokio::pin!(expiry);
@@ -98,6 +102,11 @@ pub async fn serve(gw: Gateway, claims: Claims, mut socket: WebSocket) {
                 }
             }
             incoming = socket.next() => match incoming {
+                // A client that ignores `rate_limited` and keeps sending would
+                // cost the hub a refusal per frame: past its frame budget it is cut.
+                Some(Ok(Message::Text(_) | Message::Binary(_))) if session.frames.take(std::time::Instant::now()).is_err() => {
+                    break Close::With(CLOSE_POLICY_VIOLATION, "too many frames");
+                }
                 Some(Ok(Message::Text(text))) => Box::pin(session.handle(text.as_str())).await,
                 Some(Ok(Message::Binary(_))) => {
                     session.reply(protocol::error(&RequestId::Null, ErrorCode::BadRequest, "frames are JSON text"));
@@ -201,7 +210,7 @@ impl Session {
         name: &str,
         since: Option<&str>,
     ) -> Result<(), Refusal> {
-        if let Err(wait) = self.subscribes.take(std::time::Instant::now()) {
+        if let Err(wait) = self.subscribes.take() {
             let why = format!(
                 "too many subscribes; retry in {} ms",
                 wait.as_millis().max(1)
