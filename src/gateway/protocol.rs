@@ -37,8 +37,9 @@ pub enum ErrorCode {
     /// Not in the contract's list: the snapshot (or a capability check)
     /// could not be read from Postgres. The client may retry.
     Internal,
-    /// Not in the contract's list: the socket sent subscribes faster than
-    /// its rate limit; the message says when to retry.
+    /// Not in the contract's list: the token's user subscribed faster than
+    /// its rate limit (over all its sockets on the node); the message says
+    /// when to retry.
     RateLimited,
 }
 
