@@ -110,35 +110,36 @@ impl Jwks {
         })
     }
 
-    /// The key a token's header names, refreshing the set when it is stale
-    /// or does not know the `kid`. `None`: no such key (rotated out or forged).
+    /// The key a token's header names. A stale set is refreshed in the
+    /// background (the known keys answer meanwhile, so an identity provider
+    /// that is slow or down delays no one); a `kid` the set does not know
+    /// is fetched for at once. Either way at most one fetch per minimum
+    /// interval. `None`: no such key (rotated out or forged).
     pub async fn key(&self, kid: Option<&str>) -> Option<SigningKey> {
-        let stale = {
+        let (found, stale) = {
             let cached = self.inner.keys.read().await;
-            if let Some(found) = lookup(&cached, kid) {
-                if cached.fetched_at.elapsed() < self.inner.policy.max_age {
-                    return Some(found);
-                }
+            (
+                lookup(&cached, kid),
+                cached.fetched_at.elapsed() >= self.inner.policy.max_age,
+            )
+        };
+        if let Some(key) = found {
+            if stale {
+                let this = self.clone();
+                tokio::spawn(async move { this.refresh().await });
             }
-            cached.fetched_at.elapsed() >= self.inner.policy.max_age
-        };
-        // Stale sets are refreshed whatever the kid; a miss on a fresh set
-        // only once per minimum interval.
-        let min_gap = if stale {
-            Duration::ZERO
-        } else {
-            self.inner.policy.min_interval
-        };
-        self.refresh(min_gap).await;
+            return Some(key);
+        }
+        self.refresh().await;
         lookup(&*self.inner.keys.read().await, kid)
     }
 
-    /// Fetches the set unless a fetch started less than `min_gap` ago. A
-    /// failed fetch keeps the keys already known: an identity provider
-    /// that is down must not log everybody out.
-    async fn refresh(&self, min_gap: Duration) {
+    /// Fetches the set unless a fetch started less than the minimum
+    /// interval ago. A failed fetch keeps the keys already known: an
+    /// identity provider that is down must not log everybody out.
+    async fn refresh(&self) {
         let mut last = self.inner.fetching.lock().await;
-        if last.is_some_and(|at| at.elapsed() < min_gap) {
+        if last.is_some_and(|at| at.elapsed() < self.inner.policy.min_interval) {
             return;
         }
         *last = Some(Instant::now());
@@ -317,5 +318,73 @@ mod tests {
     fn a_document_without_keys_is_an_error() {
         assert!(parse(b"{}").is_err());
         assert!(parse(b"not json").is_err());
+    }
+
+    fn write_set(path: &std::path::Path, kids: &[&str]) {
+        let keys: Vec<serde_json::Value> = kids
+            .iter()
+            .map(|k| rsa(Some(k), serde_json::json!({})))
+            .collect();
+        std::fs::write(path, serde_json::json!({ "keys": keys }).to_string()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_refreshes_at_most_once_per_interval_and_a_failed_refresh_keeps_the_keys(
+    ) {
+        let dir = std::env::temp_dir().join(format!("lad-jwks-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("jwks.json");
+        write_set(&path, &["a"]);
+        let policy = RefreshPolicy {
+            max_age: Duration::from_secs(3600),
+            min_interval: Duration::from_millis(300),
+        };
+        let jwks = Jwks::load(JwksSource::File(path.clone()), policy)
+            .await
+            .unwrap();
+        assert!(jwks.key(Some("a")).await.is_some());
+
+        // Rotated in, but asked for within the interval of the load: not yet.
+        write_set(&path, &["b"]);
+        assert!(jwks.key(Some("b")).await.is_none());
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(jwks.key(Some("b")).await.is_some());
+        assert!(jwks.key(Some("a")).await.is_none(), "rotated out");
+
+        // The source goes away: the known keys stay.
+        std::fs::remove_file(&path).unwrap();
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(jwks.key(Some("x")).await.is_none());
+        assert!(jwks.key(Some("b")).await.is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_stale_set_still_answers_and_is_refreshed_behind_it() {
+        let dir = std::env::temp_dir().join(format!("lad-jwks-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("jwks.json");
+        write_set(&path, &["a"]);
+        let policy = RefreshPolicy {
+            max_age: Duration::from_millis(100),
+            min_interval: Duration::ZERO,
+        };
+        let jwks = Jwks::load(JwksSource::File(path.clone()), policy)
+            .await
+            .unwrap();
+        write_set(&path, &["b"]);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Stale: "a" still answers at once, and the refresh it starts drops it.
+        assert!(jwks.key(Some("a")).await.is_some());
+        let mut dropped = false;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if jwks.kids().await == ["b"] {
+                dropped = true;
+                break;
+            }
+        }
+        assert!(dropped, "the background refresh did not land");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
