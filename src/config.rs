@@ -309,11 +309,12 @@ pub struct AuthArgs {
     /// A JWKS file instead of a URL (re-read on refresh, so it can be rotated in place).
     #[arg(long, env = "LAD_JWKS_FILE")]
     pub jwks_file: Option<PathBuf>,
-    /// Seconds between JWKS refreshes (rotated-out keys stop working within this).
+    /// Age in seconds after which the JWKS is refreshed, in the background at
+    /// the next token (a rotated-out key stops working about this long after).
     #[arg(long, env = "LAD_JWKS_REFRESH_SECS", default_value_t = 300)]
     pub jwks_refresh_secs: u64,
-    /// Least seconds between two fetches caused by tokens with an unknown `kid`,
-    /// so forged `kid`s cannot hammer the identity provider.
+    /// Least seconds between two JWKS fetches, so tokens with forged `kid`s
+    /// cannot hammer the identity provider.
     #[arg(long, env = "LAD_JWKS_MIN_REFRESH_SECS", default_value_t = 10)]
     pub jwks_min_refresh_secs: u64,
     /// Required `iss` claim of identity-provider tokens (unset: not checked).
