@@ -97,3 +97,42 @@ pub fn snapshot_pool(db: &DbArgs, limits: &LimitArgs) -> Result<PgPool, StartRef
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(opts))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Cli;
+    use clap::Parser;
+
+    #[test]
+    fn the_parsed_configuration_prints_without_its_secrets() {
+        let secret = "0123456789abcdef0123456789abcdef-private";
+        let cli = Cli::try_parse_from([
+            "lad-hub",
+            "serve",
+            "--database-url",
+            "postgres://lad:db-password-1@db:5432/lad?sslmode=require",
+            "--jwt-secret",
+            secret,
+            "--kafka-prop",
+            "security.protocol=SASL_SSL,sasl.password=kafka-password-2",
+            "--kafka-producer-prop",
+            "ssl.key.password=key-password-3",
+            "--jwks-url",
+            "https://idp:idp-password-4@id.example/jwks.json",
+        ])
+        .unwrap();
+        let shown = format!("{cli:?}");
+        for hidden in [
+            secret,
+            "db-password-1",
+            "kafka-password-2",
+            "key-password-3",
+            "idp-password-4",
+        ] {
+            assert!(!shown.contains(hidden), "{hidden} in {shown}");
+        }
+        assert!(shown.contains("postgres://lad:***@db:5432/lad?sslmode=require"));
+        assert!(shown.contains("sasl.password=***"));
+        assert!(shown.contains("security.protocol=SASL_SSL"));
+    }
+}
