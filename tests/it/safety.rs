@@ -250,7 +250,7 @@ async fn try_connect(hub: &Hub, token: &str) -> Result<Client, (u16, Value)> {
 }
 
 #[sqlx::test(migrations = "./migrations")]
-async fn connection_caps_refuse_with_a_clear_status_and_the_subscribe_rate_is_limited_per_socket(
+async fn connection_caps_refuse_with_a_clear_status_subscribes_are_rate_limited_per_user_and_a_client_ignoring_it_is_closed(
     pool: PgPool,
 ) {
     let topics = Topics::new();
