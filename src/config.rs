@@ -362,7 +362,7 @@ pub struct LimitArgs {
     /// Subscribes per second a user's sockets on a node may sustain together
     /// (a token bucket); beyond it the subscribe gets an error frame with
     /// code `rate_limited`.
-    #[arg(long, env = "LAD_SUBSCRIBE_RATE", default_value_t = 10.0)]
+    #[arg(long, env = "LAD_SUBSCRIBE_RATE", default_value_t = 5.0)]
     pub subscribe_rate: f64,
     /// Subscribes a user's sockets may send at once (the bucket's size).
     #[arg(long, env = "LAD_SUBSCRIBE_BURST", default_value_t = 100)]

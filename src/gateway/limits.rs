@@ -47,7 +47,7 @@ impl Default for LimitConfig {
             max_connections: 100_000,
             max_connections_per_tenant: 20_000,
             max_connections_per_user: 64,
-            subscribe_rate: 10.0,
+            subscribe_rate: 5.0,
             subscribe_burst: 100,
             frame_rate: 20.0,
             frame_burst: 200,

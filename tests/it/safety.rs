@@ -397,13 +397,16 @@ async fn connection_caps_refuse_with_a_clear_status_subscribes_are_rate_limited_
 /// Produces one `call.started` of `tenant` every `gap`, `n` in all, and
 /// returns produce → `call.updated` on `client` latencies, in ms, sorted.
 async fn ingestion_latencies(
+    producer: &rdkafka::producer::FutureProducer,
     topics: &Topics,
     client: &mut Client,
     tenant: Uuid,
     n: usize,
     gap: Duration,
 ) -> Vec<f64> {
-    let producer = producer(false);
+    // One producer for every phase: a new one would wait for its
+    // connection, and that wait would be in every phase's first latencies.
+    let producer = producer.clone();
     let calls: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
     let topic = topics.voice();
     let sender = {
@@ -583,10 +586,11 @@ async fn a_subscribe_flood_leaves_ingestion_latency_within_twice_idle(pool: PgPo
         watcher.subscribe(&format!("tenant:{measured}:calls")).await["op"],
         "subscribed"
     );
+    let latency_producer = producer(false);
     const ROUNDS: usize = 8;
     const PER_PHASE: usize = 40;
     let gap = Duration::from_millis(10);
-    ingestion_latencies(&topics, &mut watcher, measured, 50, gap).await;
+    ingestion_latencies(&latency_producer, &topics, &mut watcher, measured, 50, gap).await;
 
     // The flood: viewer sockets re-subscribing in a loop, as fast as the hub
     // answers: three users (one token each), four sockets each. It starts
@@ -644,12 +648,31 @@ async fn a_subscribe_flood_leaves_ingestion_latency_within_twice_idle(pool: PgPo
     for _ in 0..ROUNDS {
         paused.store(true, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        idle.extend(ingestion_latencies(&topics, &mut watcher, measured, PER_PHASE, gap).await);
+        idle.extend(
+            ingestion_latencies(
+                &latency_producer,
+                &topics,
+                &mut watcher,
+                measured,
+                PER_PHASE,
+                gap,
+            )
+            .await,
+        );
         paused.store(false, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let (t0, served0) = (Instant::now(), counts.served.load(Ordering::Relaxed));
-        flooded_latencies
-            .extend(ingestion_latencies(&topics, &mut watcher, measured, PER_PHASE, gap).await);
+        flooded_latencies.extend(
+            ingestion_latencies(
+                &latency_producer,
+                &topics,
+                &mut watcher,
+                measured,
+                PER_PHASE,
+                gap,
+            )
+            .await,
+        );
         flood_secs += t0.elapsed().as_secs_f64();
         served_flooding += counts.served.load(Ordering::Relaxed) - served0;
     }
