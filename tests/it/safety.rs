@@ -709,3 +709,41 @@ async fn a_subscribe_flood_leaves_ingestion_latency_within_twice_idle(pool: PgPo
         "median ingestion latency {flood50:.1} ms under the flood, {idle50:.1} ms idle"
     );
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn snapshot_reads_run_on_their_own_small_pool_with_a_statement_timeout(pool: PgPool) {
+    let db = lad_hub::config::DbArgs {
+        database_url: url_with(&pool, "127.0.0.1", None, "sslmode=prefer").await,
+        db_pool_size: 16,
+    };
+    let limits = lad_hub::config::LimitArgs {
+        max_connections: 10,
+        max_connections_per_tenant: 10,
+        max_connections_per_user: 10,
+        subscribe_rate: 1.0,
+        subscribe_burst: 1,
+        ws_frame_rate: 1.0,
+        ws_frame_burst: 1,
+        snapshot_pool_size: 1,
+        snapshot_timeout_ms: 150,
+    };
+    let snapshots = lad_hub::safety::snapshot_pool(&db, &limits).expect("pool");
+    let (timeout, app): (String, String) = sqlx::query_as(
+        "SELECT current_setting('statement_timeout'), current_setting('application_name')",
+    )
+    .fetch_one(&snapshots)
+    .await
+    .unwrap();
+    assert_eq!(
+        (timeout.as_str(), app.as_str()),
+        ("150ms", lad_hub::safety::SNAPSHOT_APPLICATION_NAME)
+    );
+    let slow = sqlx::query("SELECT pg_sleep(2)").execute(&snapshots).await;
+    let e = slow.expect_err("cut by the statement timeout").to_string();
+    assert!(e.contains("statement timeout"), "{e}");
+    // One connection: a second reader waits for it rather than opening another.
+    let held = snapshots.acquire().await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(300), snapshots.acquire()).await;
+    assert!(waited.is_err(), "a second connection was opened");
+    drop(held);
+}
