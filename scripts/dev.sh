@@ -6,7 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/broker.sh
-export LAD_JWT_SECRET="${LAD_JWT_SECRET:-dev-secret-change-me}"
+# A random secret per checkout, made once and reused (tokens printed by an
+# earlier run keep working); the hub refuses short or published ones.
+if [ -z "${LAD_JWT_SECRET:-}" ]; then
+  if [ ! -s .lad/jwt-secret ]; then
+    mkdir -p .lad
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > .lad/jwt-secret)
+  fi
+  LAD_JWT_SECRET="$(cat .lad/jwt-secret)"
+fi
+export LAD_JWT_SECRET
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/lad_hub}"
 export LAD_HTTP_ADDR="${LAD_HTTP_ADDR:-127.0.0.1:8080}"
 

@@ -1,9 +1,12 @@
 //! Configuration: flags, each with an environment variable, each with a
 //! default that works on a developer machine (local Postgres and broker).
 
+use crate::secrets::{RedactedProps, RedactedUrl};
 use clap::{Args, Parser, Subcommand};
 use lad_consumers::kafka::{parse_props, KafkaSettings};
+use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -17,6 +20,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start and moved into its command: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply migrations, then run the pipelines, the outbox relay and the WebSocket gateway.
@@ -29,13 +34,18 @@ pub enum Command {
     Token(TokenArgs),
     /// Subscribe to channels and print every frame (a minimal WebSocket client).
     Watch(WatchArgs),
+    /// Exit 0 if the hub at LAD_HTTP_ADDR answers `GET /readyz` with 200, else 1
+    /// (the container health check; no curl needed).
+    Health(HealthArgs),
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct DbArgs {
+    /// TLS: `?sslmode=require`, or `?sslmode=verify-full&sslrootcert=/path/ca.pem`.
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/lad_hub"
     )]
     pub database_url: String,
@@ -44,18 +54,24 @@ pub struct DbArgs {
     pub db_pool_size: u32,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub kafka_brokers: String,
     /// librdkafka properties for every client, `key=value` (repeat, or comma-separate
     /// in the variable), e.g. `security.protocol=SASL_SSL,sasl.mechanism=PLAIN`.
-    #[arg(long = "kafka-prop", env = "LAD_KAFKA_PROPS", value_delimiter = ',')]
+    #[arg(
+        long = "kafka-prop",
+        env = "LAD_KAFKA_PROPS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub kafka_props: Vec<String>,
     /// librdkafka properties for consumers only.
     #[arg(
         long = "kafka-consumer-prop",
         env = "LAD_KAFKA_CONSUMER_PROPS",
+        hide_env_values = true,
         value_delimiter = ','
     )]
     pub kafka_consumer_props: Vec<String>,
@@ -63,6 +79,7 @@ pub struct KafkaArgs {
     #[arg(
         long = "kafka-producer-prop",
         env = "LAD_KAFKA_PRODUCER_PROPS",
+        hide_env_values = true,
         value_delimiter = ','
     )]
     pub kafka_producer_props: Vec<String>,
@@ -135,9 +152,10 @@ pub struct ServeArgs {
     /// Listen address of the WebSocket gateway, health and metrics.
     #[arg(long, env = "LAD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
-    /// HS256 secret of the WebSocket tokens.
-    #[arg(long, env = "LAD_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: String,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Consumer group of the pipelines (one per deployment, shared by its nodes).
     #[arg(long, env = "LAD_CONSUMER_GROUP", default_value = "lad-hub")]
     pub consumer_group: String,
@@ -287,7 +305,7 @@ pub struct WatchArgs {
     /// WebSocket URL of the hub.
     #[arg(long, env = "LAD_WS_URL", default_value = "ws://127.0.0.1:8080/v1/ws")]
     pub url: String,
-    #[arg(long, env = "LAD_TOKEN")]
+    #[arg(long, env = "LAD_TOKEN", hide_env_values = true)]
     pub token: String,
     /// Channels to subscribe to.
     #[arg(required = true)]
@@ -296,4 +314,131 @@ pub struct WatchArgs {
     /// each channel from its last position.
     #[arg(long)]
     pub no_reconnect: bool,
+}
+
+/// The credentials in these are never shown: `DATABASE_URL` loses its password.
+impl fmt::Debug for DbArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbArgs")
+            .field("database_url", &RedactedUrl(&self.database_url))
+            .field("db_pool_size", &self.db_pool_size)
+            .finish()
+    }
+}
+
+/// SASL and TLS properties (`sasl.password`, ...) are shown as `***`.
+impl fmt::Debug for KafkaArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaArgs")
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("kafka_props", &RedactedProps(&self.kafka_props))
+            .field(
+                "kafka_consumer_props",
+                &RedactedProps(&self.kafka_consumer_props),
+            )
+            .field(
+                "kafka_producer_props",
+                &RedactedProps(&self.kafka_producer_props),
+            )
+            .finish()
+    }
+}
+
+/// How WebSocket tokens are verified. At least one of the HS256 secret and
+/// a JWKS must be configured; both may be (development tokens next to the
+/// identity provider's).
+#[derive(Clone, Args)]
+pub struct AuthArgs {
+    /// HS256 secret of development and service tokens: at least 32 bytes, not a
+    /// published default (`openssl rand -hex 32`).
+    #[arg(long, env = "LAD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// URL of the identity provider's JWKS (RS256 and ES256 keys).
+    #[arg(long, env = "LAD_JWKS_URL", conflicts_with = "jwks_file")]
+    pub jwks_url: Option<String>,
+    /// A JWKS file instead of a URL (re-read on refresh, so it can be rotated in place).
+    #[arg(long, env = "LAD_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// Age in seconds after which the JWKS is refreshed, in the background at
+    /// the next token (a rotated-out key stops working about this long after).
+    #[arg(long, env = "LAD_JWKS_REFRESH_SECS", default_value_t = 300)]
+    pub jwks_refresh_secs: u64,
+    /// Least seconds between two JWKS fetches, so tokens with forged `kid`s
+    /// cannot hammer the identity provider.
+    #[arg(long, env = "LAD_JWKS_MIN_REFRESH_SECS", default_value_t = 10)]
+    pub jwks_min_refresh_secs: u64,
+    /// Required `iss` claim of identity-provider tokens (unset: not checked).
+    #[arg(long, env = "LAD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim of identity-provider tokens, one of these (unset: not checked).
+    #[arg(long, env = "LAD_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+    /// Longest accepted token lifetime in seconds (`exp - iat`, and `exp - now`).
+    #[arg(long, env = "LAD_JWT_MAX_LIFETIME_SECS")]
+    pub jwt_max_lifetime_secs: Option<u64>,
+}
+
+impl fmt::Debug for AuthArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthArgs")
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("jwks_url", &self.jwks_url.as_deref().map(RedactedUrl))
+            .field("jwks_file", &self.jwks_file)
+            .field("jwks_refresh_secs", &self.jwks_refresh_secs)
+            .field("jwks_min_refresh_secs", &self.jwks_min_refresh_secs)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_max_lifetime_secs", &self.jwt_max_lifetime_secs)
+            .finish()
+    }
+}
+
+/// Caps that keep one client, user or tenant from exhausting a node. The
+/// defaults are far above what a large tenant's dashboards use.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Open WebSockets per node; beyond it upgrades get 503.
+    #[arg(long, env = "LAD_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+    /// Open WebSockets per tenant on a node; beyond it upgrades get 429.
+    #[arg(long, env = "LAD_MAX_CONNECTIONS_PER_TENANT", default_value_t = 20_000)]
+    pub max_connections_per_tenant: usize,
+    /// Open WebSockets per user (`sub`) on a node; beyond it upgrades get 429.
+    #[arg(long, env = "LAD_MAX_CONNECTIONS_PER_USER", default_value_t = 64)]
+    pub max_connections_per_user: usize,
+    /// Subscribes per second a user's sockets on a node may sustain together
+    /// (a token bucket); beyond it the subscribe gets an error frame with
+    /// code `rate_limited`.
+    #[arg(long, env = "LAD_SUBSCRIBE_RATE", default_value_t = 5.0)]
+    pub subscribe_rate: f64,
+    /// Subscribes a user's sockets may send at once (the bucket's size).
+    #[arg(long, env = "LAD_SUBSCRIBE_BURST", default_value_t = 100)]
+    pub subscribe_burst: u32,
+    /// Client frames per second a socket may sustain; past its burst it is
+    /// closed with 1008 (a client that ignores `rate_limited`).
+    #[arg(long, env = "LAD_WS_FRAME_RATE", default_value_t = 20.0)]
+    pub ws_frame_rate: f64,
+    /// Client frames a socket may send at once.
+    #[arg(long, env = "LAD_WS_FRAME_BURST", default_value_t = 200)]
+    pub ws_frame_burst: u32,
+    /// Connections of the snapshot pool: snapshot reads never use the
+    /// pipelines' connections, and at most this many run at once.
+    #[arg(long, env = "LAD_SNAPSHOT_POOL_SIZE", default_value_t = 2)]
+    pub snapshot_pool_size: u32,
+    /// `statement_timeout` of snapshot reads, in milliseconds.
+    #[arg(long, env = "LAD_SNAPSHOT_TIMEOUT_MS", default_value_t = 2_000)]
+    pub snapshot_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// The hub's listen address (`0.0.0.0`/`[::]` are probed on loopback).
+    #[arg(long, env = "LAD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3)]
+    pub timeout_secs: u64,
 }

@@ -202,7 +202,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
                 let at = now + step.to_std().expect("positive") * i as u32;
                 due.push_back((at, t.topic_voice.clone(), e));
             }
-            if started % 10 == 0 {
+            if started.is_multiple_of(10) {
                 let lead = Uuid::new_v4();
                 let statuses = ["sent", "delivered", "opened", "clicked", "replied"];
                 due.push_back((
@@ -219,7 +219,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
                     ),
                 ));
             }
-            if started % 25 == 0 {
+            if started.is_multiple_of(25) {
                 due.extend(
                     assistant_reply(
                         tenant,

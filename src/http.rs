@@ -91,3 +91,20 @@ pub async fn fetch(addr: std::net::SocketAddr, path: &str) -> Option<(u16, Strin
     let status = head.split(' ').nth(1)?.parse().ok()?;
     Some((status, body.to_owned()))
 }
+
+/// `lad-hub health`: whether the hub listening on `args.http_addr` is ready.
+/// An unspecified listen address (`0.0.0.0`, `[::]`) is probed on loopback,
+/// which is where a container's health check runs.
+pub async fn health(args: &crate::config::HealthArgs) -> bool {
+    let mut addr = args.http_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let wait = std::time::Duration::from_secs(args.timeout_secs.max(1));
+    tokio::time::timeout(wait, probe_ready(addr))
+        .await
+        .unwrap_or(false)
+}

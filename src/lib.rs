@@ -12,7 +12,9 @@
 //!   pipeline per input topic, gateway, HTTP) and returns its address.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`dashboard`]: `GET /`, the live dashboard (assets compiled in).
-//! - [`auth`]: JWT verification (contract §7) and dev-token minting.
+//! - [`auth`]: JWT verification (contract §7) and dev-token minting;
+//!   [`jwks`] the identity provider's keys; [`secrets`] the secret rules and redaction.
+//! - [`safety`]: what `serve` refuses to start without; limits; the snapshot pool.
 //! - [`gateway`]: `GET /v1/ws`: channel registry, sessions, snapshots, and the
 //!   reader of `lad.live.v1` that feeds them.
 //! - [`demo`]: demo traffic and the event builders tests and benchmarks share.
@@ -24,5 +26,8 @@ pub mod dashboard;
 pub mod demo;
 pub mod gateway;
 pub mod http;
+pub mod jwks;
+pub mod safety;
+pub mod secrets;
 pub mod startup;
 pub mod watch;

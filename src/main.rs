@@ -1,6 +1,6 @@
 use clap::Parser;
 use lad_hub::config::{Cli, Command};
-use lad_hub::{auth, demo, startup, watch};
+use lad_hub::{auth, demo, http, startup, watch};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -57,6 +57,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Watch(args) => watch::run(args).await,
+        Command::Health(args) => {
+            if http::health(&args).await {
+                Ok(())
+            } else {
+                eprintln!("lad-hub at {} is not ready", args.http_addr);
+                std::process::exit(1)
+            }
+        }
     }
 }
 

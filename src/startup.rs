@@ -101,6 +101,10 @@ impl Running {
 
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
+    // Before anything else: a hub that would accept forged tokens must not
+    // touch the database or the broker at all.
+    let verifier = crate::safety::token_verifier(&args.auth).await?;
+    let snapshot_pool = crate::safety::snapshot_pool(&args.db, &args.limits)?;
     let pool = migrate(&args.db).await?;
     let kafka = args.kafka.settings().map_err(anyhow::Error::msg)?;
     ensure_topics(
@@ -115,11 +119,15 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let mut tasks = JoinSet::new();
     tasks.spawn(keep_partitions_ahead(pool.clone(), shutdown.clone()));
 
-    let mut gateway_cfg = GatewayConfig::new(args.jwt_secret.clone());
+    let mut gateway_cfg = GatewayConfig {
+        verifier: Some(verifier),
+        limits: args.limits.config(),
+        ..GatewayConfig::default()
+    };
     args.ws
         .apply(&mut gateway_cfg)
         .map_err(anyhow::Error::msg)?;
-    let gateway = Gateway::new(pool.clone(), gateway_cfg, shutdown.clone());
+    let gateway = Gateway::new(snapshot_pool, gateway_cfg, shutdown.clone());
 
     if args.runs_consumers() {
         let producer: FutureProducer =

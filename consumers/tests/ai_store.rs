@@ -377,3 +377,97 @@ async fn deltas_left_in_a_batch_decoded_again_for_a_retry_are_not_stored(pool: P
     assert_eq!(conversation(&pool, r.conversation).await.message_count, 1);
     assert_eq!(pushed_completions(&pool).await.len(), 1);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_reply_reusing_another_tenants_message_id_is_dead_lettered_and_the_owners_row_stays(
+    pool: PgPool,
+) {
+    let mut feed = feed(&pool);
+    let owner = Reply::new(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    feed.send_events(&[completed(owner, "the owner's text", at(0))])
+        .await;
+
+    // Another tenant, its own conversation and user, the owner's message_id.
+    let intruder = Reply {
+        message: owner.message,
+        ..Reply::new(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4())
+    };
+    let (_, outcome) = feed
+        .send_events(&[
+            completed(intruder, "the intruder's text", at(1)),
+            // The owner's own retry under a new event id changes nothing either.
+            completed(owner, "the owner's text", at(2)),
+        ])
+        .await;
+    assert_eq!(outcome.rejected, 1);
+
+    let letters: Vec<(String, String, Option<Uuid>)> =
+        sqlx::query_as("SELECT error_kind, reason, tenant_id FROM hub_dead_letters")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].0.as_str(), letters[0].2),
+        ("rule_violation", Some(intruder.tenant))
+    );
+    assert_eq!(
+        letters[0].1,
+        format!(
+            "rule violation: message_id {} belongs to another tenant",
+            owner.message
+        )
+    );
+    let stored: (Uuid, Uuid, String) =
+        sqlx::query_as("SELECT tenant_id, conversation_id, content FROM ai_messages")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored,
+        (owner.tenant, owner.conversation, "the owner's text".into())
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM ai_conversations").await,
+        1,
+        "the rejected reply created no conversation"
+    );
+    assert_eq!(
+        conversation(&pool, owner.conversation).await.message_count,
+        1
+    );
+    assert_eq!(pushed_completions(&pool).await.len(), 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn two_partitions_storing_one_new_message_id_for_two_tenants_store_one_and_dead_letter_the_other(
+    pool: PgPool,
+) {
+    // Two feeds: two partitions' batches, applied at the same time.
+    let mut left = Feed::new(AiDomain, pool.clone(), "ai-left", None);
+    let mut right = Feed::new(AiDomain, pool.clone(), "ai-right", None);
+    for round in 0..20 {
+        let a = Reply::new(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let b = Reply {
+            message: a.message,
+            ..Reply::new(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4())
+        };
+        let (ra, rb) = (
+            left.records(&[completed(a, "a", at(round))]),
+            right.records(&[completed(b, "b", at(round))]),
+        );
+        let (oa, ob) = tokio::join!(left.apply(&ra), right.apply(&rb));
+        assert_eq!(oa.applied + ob.applied, 1, "round {round}: one stored");
+        assert_eq!(
+            oa.rejected + ob.rejected,
+            1,
+            "round {round}: one dead-lettered"
+        );
+        let owners: i64 = sqlx::query_scalar("SELECT count(*) FROM ai_messages WHERE id = $1")
+            .bind(a.message)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(owners, 1);
+    }
+}

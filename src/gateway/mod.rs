@@ -15,6 +15,7 @@
 //!   longer covers it (across restarts and nodes).
 //! - [`replies`]: streamed assistant replies put back in `seq` order (pure).
 //! - [`dedupe`]: repeated relay records (pure).
+//! - [`limits`]: connection caps and the subscribe rate limit.
 //! - [`snapshot`]: each channel's current state from Postgres.
 //! - [`session`]: one task per socket: writes, heartbeats, closes.
 //! - [`live_reader`]: the Kafka side.
@@ -22,6 +23,7 @@
 pub mod authz;
 pub mod dedupe;
 pub mod delivery;
+pub mod limits;
 pub mod live_reader;
 pub mod protocol;
 pub mod registry;
@@ -80,6 +82,10 @@ pub struct GatewayConfig {
     pub replay: ReplayLimits,
     /// Largest client frame; bigger closes with 1009.
     pub max_frame_bytes: usize,
+    /// Token verification beyond HS256 with `jwt_secret` (a JWKS, `iss`,
+    /// `aud`, lifetime); `None`: HS256 with `jwt_secret` only.
+    pub verifier: Option<Verifier>,
+    pub limits: limits::LimitConfig,
 }
 
 impl GatewayConfig {
@@ -100,6 +106,8 @@ impl GatewayConfig {
             ring_capacity: Self::DEFAULT_RING_CAPACITY,
             replay: ReplayLimits::default(),
             max_frame_bytes: Self::DEFAULT_MAX_FRAME_BYTES,
+            verifier: None,
+            limits: limits::LimitConfig::default(),
         }
     }
 }
@@ -122,7 +130,8 @@ impl fmt::Debug for GatewayConfig {
             .field("ring_capacity", &self.ring_capacity)
             .field("replay", &self.replay)
             .field("max_frame_bytes", &self.max_frame_bytes)
-            .finish()
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -135,6 +144,7 @@ struct Inner {
     pool: PgPool,
     cfg: GatewayConfig,
     verifier: Verifier,
+    limiter: limits::ConnectionLimiter,
     registry: ChannelRegistry,
     /// Set once the live reader runs (a gateway fed by hand, in tests, has
     /// no log to read back).
@@ -186,7 +196,11 @@ impl Gateway {
     pub fn new(pool: PgPool, cfg: GatewayConfig, shutdown: CancellationToken) -> Gateway {
         let inner = Arc::new(Inner {
             pool,
-            verifier: Verifier::new(&cfg.jwt_secret),
+            verifier: cfg
+                .verifier
+                .clone()
+                .unwrap_or_else(|| Verifier::new(&cfg.jwt_secret)),
+            limiter: limits::ConnectionLimiter::new(cfg.limits),
             registry: ChannelRegistry::new(cfg.ring_capacity),
             replay: OnceLock::new(),
             cfg,
@@ -359,7 +373,7 @@ async fn upgrade(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let claims = match auth::token_from_request(&uri, &headers).ok_or(AuthError::Missing) {
-        Ok(token) => gw.inner.verifier.verify(&token),
+        Ok(token) => gw.inner.verifier.verify(&token).await,
         Err(e) => Err(e),
     };
     let claims = match claims {
@@ -383,12 +397,21 @@ async fn upgrade(
         let body = Json(json!({ "error": "unavailable", "message": "hub shutting down" }));
         return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
+    let permit = match gw.inner.limiter.admit(claims.tenant_id, claims.sub) {
+        Ok(permit) => permit,
+        Err(exceeded) => return exceeded.into_response(),
+    };
     let max = gw.inner.cfg.max_frame_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| session::serve(gw, claims, socket))
+        .on_upgrade(move |socket| async move {
+            // Held for the session's life; an upgrade that never completes
+            // drops it with this closure.
+            let _permit = permit;
+            session::serve(gw, claims, socket).await
+        })
 }
 
 async fn sweep_idle_channels(inner: Weak<Inner>, shutdown: CancellationToken) {

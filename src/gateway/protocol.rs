@@ -37,6 +37,10 @@ pub enum ErrorCode {
     /// Not in the contract's list: the snapshot (or a capability check)
     /// could not be read from Postgres. The client may retry.
     Internal,
+    /// Not in the contract's list: the token's user subscribed faster than
+    /// its rate limit (over all its sockets on the node); the message says
+    /// when to retry.
+    RateLimited,
 }
 
 /// A request the hub refuses; it becomes an `error` frame.

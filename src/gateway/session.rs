@@ -12,6 +12,7 @@
 
 use crate::auth::{unix_now, Claims};
 use crate::gateway::authz::{self, Decision};
+use crate::gateway::limits::{SubscribeLimiter, TokenBucket};
 use crate::gateway::protocol::{self, ClientFrame, ErrorCode, Refusal, RequestId};
 use crate::gateway::registry::{Conn, Subscription};
 use crate::gateway::{snapshot, Gateway};
@@ -23,6 +24,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 pub const CLOSE_TOO_SLOW: u16 = 4008;
@@ -43,6 +45,8 @@ struct Session {
     conn: Arc<Conn>,
     claims: Claims,
     subscriptions: Vec<Channel>,
+    subscribes: SubscribeLimiter,
+    frames: TokenBucket,
 }
 
 impl Drop for Session {
@@ -73,11 +77,15 @@ pub async fn serve(gw: Gateway, claims: Claims, mut socket: WebSocket) {
     let cfg = gw.config().clone();
     let conn = Conn::new(gw.connection_opened(), cfg.backlog_bytes);
     let shutdown = gw.shutdown_token();
+    let subscribes = gw.inner.limiter.subscribes(claims.tenant_id, claims.sub);
+    let frames = TokenBucket::for_frames(&gw.config().limits);
     let mut session = Session {
         gw,
         conn,
         claims,
         subscriptions: Vec::new(),
+        subscribes,
+        frames,
     };
     let expiry = tokio::time::sleep_until(expiry_instant(session.claims.exp));
     tokio::pin!(expiry);
@@ -109,6 +117,11 @@ pub async fn serve(gw: Gateway, claims: Claims, mut socket: WebSocket) {
             incoming = socket.next() => {
                 silence.as_mut().reset(Instant::now() + silent_for);
                 match incoming {
+                    // A client that ignores `rate_limited` and keeps sending would
+                    // cost the hub a refusal per frame: past its frame budget it is cut.
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) if session.frames.take(std::time::Instant::now()).is_err() => {
+                        break Close::With(CLOSE_POLICY_VIOLATION, "too many frames");
+                    }
                     Some(Ok(Message::Text(text))) => Box::pin(session.handle(text.as_str())).await,
                     Some(Ok(Message::Binary(_))) => {
                         session.reply(protocol::error(&RequestId::Null, ErrorCode::BadRequest, "frames are JSON text"));
@@ -239,6 +252,13 @@ impl Session {
         name: &str,
         since: Option<&str>,
     ) -> Result<(), Refusal> {
+        if let Err(wait) = self.subscribes.take() {
+            let why = format!(
+                "too many subscribes; retry in {} ms",
+                wait.as_millis().max(1)
+            );
+            return Err(Refusal::new(id, ErrorCode::RateLimited, why));
+        }
         let channel = parse_channel(&id, name)?;
         match authz::decide(&self.claims, &channel) {
             Decision::Allow => {}

@@ -218,7 +218,7 @@ async fn transcript_lines_are_pushed_on_the_call_channel_in_seq_order(pool: PgPo
             "call.transcript",
             tenant,
             Utc::now(),
-            json!({"call_id": call, "seq": seq, "speaker": if seq % 2 == 0 { "agent" } else { "lead" },
+            json!({"call_id": call, "seq": seq, "speaker": if seq.is_multiple_of(2) { "agent" } else { "lead" },
                    "text": format!("line {seq}")}),
         )
     };

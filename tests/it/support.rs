@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-pub const JWT_SECRET: &str = "integration-test-secret";
+pub const JWT_SECRET: &str = "integration-tests-only-3f9c2a7e5b8d41c6a0e2f7b9";
 
 pub fn brokers() -> String {
     std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
@@ -74,6 +74,8 @@ fn free_port() -> u16 {
 /// A hub process serving one test's topics and database.
 pub struct Hub {
     pub addr: SocketAddr,
+    /// The process's stderr (every start of it, appended).
+    pub log: std::path::PathBuf,
     child: Child,
     env: Vec<(String, String)>,
 }
@@ -133,15 +135,24 @@ impl Hub {
             ));
         }
         env.extend(opts.extra_env);
-        let child = Self::spawn(&env);
-        let hub = Hub { addr, child, env };
+        let log = std::env::temp_dir().join(format!("lad-hub-{}.log", Uuid::new_v4().simple()));
+        let child = Self::spawn(&env, &log);
+        let hub = Hub {
+            addr,
+            log,
+            child,
+            env,
+        };
         hub.wait_ready().await;
         hub
     }
 
-    fn spawn(env: &[(String, String)]) -> Child {
-        let log = std::env::temp_dir().join(format!("lad-hub-{}.log", Uuid::new_v4().simple()));
-        let file = std::fs::File::create(&log).expect("log file");
+    fn spawn(env: &[(String, String)], log: &std::path::Path) -> Child {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
         Command::new(env!("CARGO_BIN_EXE_lad-hub"))
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -179,7 +190,7 @@ impl Hub {
 
     pub async fn restart(&mut self) {
         self.kill();
-        self.child = Self::spawn(&self.env);
+        self.child = Self::spawn(&self.env, &self.log);
         self.wait_ready().await;
     }
 

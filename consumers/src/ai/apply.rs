@@ -11,7 +11,8 @@ use uuid::Uuid;
 /// Removes the deltas from the batch and returns them in push order: each
 /// message's deltas by `seq` (producers may interleave or reorder them
 /// within a batch), messages in order of first appearance, and each
-/// (message, seq) once.
+/// (message, seq) once. A message is its tenant's: two tenants' deltas
+/// that share a `message_id` are two streams, neither drops the other's.
 pub fn take_deltas(events: &mut Vec<Accepted<AiEvent>>) -> Vec<(EventMeta, ReplyDelta)> {
     let mut deltas = Vec::new();
     events.retain(|a| match &a.event {
@@ -21,14 +22,18 @@ pub fn take_deltas(events: &mut Vec<Accepted<AiEvent>>) -> Vec<(EventMeta, Reply
         }
         AiEvent::Completed(_) => true,
     });
-    let mut first_seen: HashMap<Uuid, usize> = HashMap::new();
-    for (_, d) in &deltas {
+    let mut first_seen: HashMap<(Uuid, Uuid), usize> = HashMap::new();
+    for (meta, d) in &deltas {
         let next = first_seen.len();
-        first_seen.entry(d.message_id).or_insert(next);
+        first_seen
+            .entry((meta.tenant_id, d.message_id))
+            .or_insert(next);
     }
     // Stable: of two copies of one (message, seq), the earlier record is kept.
-    deltas.sort_by_key(|(_, d)| (first_seen[&d.message_id], d.seq));
-    deltas.dedup_by(|b, a| a.1.message_id == b.1.message_id && a.1.seq == b.1.seq);
+    deltas.sort_by_key(|(meta, d)| (first_seen[&(meta.tenant_id, d.message_id)], d.seq));
+    deltas.dedup_by(|b, a| {
+        a.0.tenant_id == b.0.tenant_id && a.1.message_id == b.1.message_id && a.1.seq == b.1.seq
+    });
     deltas
 }
 
@@ -69,6 +74,14 @@ pub fn conversation_ids(replies: &[Completed<'_>]) -> Vec<Uuid> {
     ids
 }
 
+/// The messages a batch stores, sorted (the order their locks are taken in).
+pub fn message_ids(replies: &[Completed<'_>]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = replies.iter().map(|c| c.reply.message_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 #[derive(Debug)]
 pub struct Admission<'e> {
     pub kept: Vec<Completed<'e>>,
@@ -76,13 +89,17 @@ pub struct Admission<'e> {
 }
 
 /// Keeps the replies that agree with their conversation's owner (the stored
-/// row, else the batch's first reply in it), and of several replies with one
-/// `message_id` only the first, as the store would.
+/// row, else the batch's first reply in it) and whose `message_id` is not
+/// another tenant's (`message_owners`: the stored ones' tenants), and of
+/// several replies of one tenant with one `message_id` only the first, as
+/// the store would. A rejection names neither the owner nor its ids.
 pub fn admit<'e>(
     replies: &[Completed<'e>],
     existing: &HashMap<Uuid, Conversation>,
+    message_owners: &HashMap<Uuid, Uuid>,
 ) -> Admission<'e> {
     let mut owners = existing.clone();
+    let mut message_tenants = message_owners.clone();
     let mut messages = HashSet::new();
     let mut kept = Vec::with_capacity(replies.len());
     let mut rejected = Vec::new();
@@ -92,6 +109,20 @@ pub fn admit<'e>(
             tenant_id: c.meta.tenant_id,
             user_id: c.reply.user_id,
         };
+        let message_id = c.reply.message_id;
+        let message_tenant = message_tenants
+            .get(&message_id)
+            .copied()
+            .unwrap_or(claimed.tenant_id);
+        if message_tenant != claimed.tenant_id {
+            rejected.push((
+                *c.meta,
+                Rejection::RuleViolation(format!(
+                    "message_id {message_id} belongs to another tenant"
+                )),
+            ));
+            continue;
+        }
         let owner = *owners.entry(id).or_insert(claimed);
         if owner.tenant_id != claimed.tenant_id {
             rejected.push((
@@ -106,7 +137,8 @@ pub fn admit<'e>(
                     owner.user_id, claimed.user_id
                 )),
             ));
-        } else if messages.insert(c.reply.message_id) {
+        } else if messages.insert(message_id) {
+            message_tenants.insert(message_id, claimed.tenant_id);
             kept.push(*c);
         }
     }
@@ -288,7 +320,7 @@ mod tests {
             reply(t, conv, u, 2),
         ];
         let c = completed(&events);
-        let adm = admit(&c, &existing);
+        let adm = admit(&c, &existing, &HashMap::new());
         assert_eq!(adm.kept.len(), 1);
         assert_eq!(adm.kept[0].meta.record, 2);
         let reasons: Vec<String> = adm.rejected.iter().map(|(_, r)| r.to_string()).collect();
@@ -306,7 +338,7 @@ mod tests {
         let conv = Uuid::new_v4();
         let events = vec![reply(t, conv, u, 0), reply(t, conv, other_u, 1)];
         let c = completed(&events);
-        let adm = admit(&c, &HashMap::new());
+        let adm = admit(&c, &HashMap::new(), &HashMap::new());
         assert_eq!(adm.kept.len(), 1);
         assert_eq!(adm.rejected[0].0.record, 1);
     }
@@ -321,10 +353,68 @@ mod tests {
         }
         let events = vec![first, again];
         let c = completed(&events);
-        let adm = admit(&c, &HashMap::new());
+        let adm = admit(&c, &HashMap::new(), &HashMap::new());
         assert_eq!(adm.kept.len(), 1);
         assert_eq!(adm.kept[0].meta.record, 0);
         assert!(adm.rejected.is_empty());
+    }
+
+    #[test]
+    fn a_reply_reusing_another_tenants_stored_message_id_is_rejected_without_naming_the_owner() {
+        let (a, b, u) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let m = Uuid::new_v4();
+        let with_message = |mut e: Accepted<AiEvent>| {
+            if let AiEvent::Completed(r) = &mut e.event {
+                r.message_id = m;
+            }
+            e
+        };
+        // A stored m; then B reuses it, and A's own retry comes again.
+        let stored = HashMap::from([(m, a)]);
+        let events = vec![
+            with_message(reply(b, Uuid::new_v4(), u, 0)),
+            with_message(reply(a, Uuid::new_v4(), u, 1)),
+        ];
+        let c = completed(&events);
+        let adm = admit(&c, &HashMap::new(), &stored);
+        assert_eq!(adm.rejected.len(), 1);
+        assert_eq!(adm.rejected[0].0.tenant_id, b);
+        let reason = adm.rejected[0].1.to_string();
+        assert!(reason.contains("belongs to another tenant"), "{reason}");
+        assert!(!reason.contains(&a.to_string()), "must not name the owner");
+        // The owner's retry is kept (the store then finds it stored already).
+        assert_eq!(adm.kept.len(), 1);
+        assert_eq!(adm.kept[0].meta.tenant_id, a);
+    }
+
+    #[test]
+    fn in_one_batch_the_first_tenant_to_use_a_message_id_owns_it() {
+        let (a, b, u) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let first = reply(a, Uuid::new_v4(), u, 0);
+        let mut second = reply(b, Uuid::new_v4(), u, 1);
+        if let (AiEvent::Completed(x), AiEvent::Completed(y)) = (&first.event, &mut second.event) {
+            y.message_id = x.message_id;
+        }
+        let events = vec![first, second];
+        let c = completed(&events);
+        let adm = admit(&c, &HashMap::new(), &HashMap::new());
+        assert_eq!(adm.kept.len(), 1);
+        assert_eq!(adm.kept[0].meta.tenant_id, a);
+        assert_eq!(adm.rejected.len(), 1);
+        assert_eq!(adm.rejected[0].0.tenant_id, b);
+    }
+
+    #[test]
+    fn two_tenants_deltas_with_one_message_id_are_two_streams() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let m = Uuid::new_v4();
+        let mut events = vec![delta(m, 0, 0), delta(m, 0, 1), delta(m, 1, 2)];
+        events[0].meta.tenant_id = a;
+        events[1].meta.tenant_id = b;
+        events[2].meta.tenant_id = a;
+        let taken = take_deltas(&mut events);
+        let got: Vec<(Uuid, i32)> = taken.iter().map(|(m, d)| (m.tenant_id, d.seq)).collect();
+        assert_eq!(got, [(a, 0), (a, 1), (b, 0)]);
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! `seq` order per message, each (message, seq) once. A completed reply is
 //! stored once in `ai_messages` (creating its conversation if needed,
 //! counting it there) and pushed with `"final": true` after commit.
+//!
+//! A conversation and a `message_id` each belong to one tenant: the first
+//! to store it. Another tenant's reply that reuses either is dead-lettered
+//! with the reason; the owner's row and stream are untouched.
 
 pub mod apply;
 pub mod event;
@@ -58,7 +62,8 @@ async fn apply_batch(
         return Ok(());
     }
     let owners = store::lock_conversations(conn, &apply::conversation_ids(&replies)).await?;
-    let admission = apply::admit(&replies, &owners);
+    let message_owners = store::lock_message_owners(conn, &apply::message_ids(&replies)).await?;
+    let admission = apply::admit(&replies, &owners, &message_owners);
     for (meta, rejection) in admission.rejected {
         fx.reject(&meta, rejection);
     }

@@ -17,6 +17,38 @@ pub async fn lock_conversations(
     lock_by_id(conn, "ai_conversations", "id, tenant_id, user_id", ids).await
 }
 
+/// The `lad.` class of the advisory locks on assistant message ids (the
+/// two-key form: a key space apart from the relay's one-key lock).
+const MESSAGE_LOCK_CLASS: i32 = 0x4c41_4431; // "LAD1"
+
+/// Locks the batch's `message_id`s (stored or not: an advisory lock per id,
+/// taken in id order) and returns the tenant of each one already stored.
+/// Two batches of different partitions that carry the same new id then
+/// take turns, and the second sees the first's row: whoever stored an id
+/// first owns it, and the other is rejected instead of silently dropped.
+pub async fn lock_message_owners(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Uuid>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock($2, hashtext(s.id::text))
+         FROM (SELECT id FROM UNNEST($1::uuid[]) AS u(id) ORDER BY id) AS s",
+    )
+    .bind(ids)
+    .bind(MESSAGE_LOCK_CLASS)
+    .execute(&mut *conn)
+    .await?;
+    let rows: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT id, tenant_id FROM ai_messages WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Creates the conversations that do not exist yet: a reply may be the
 /// first the hub hears of its conversation, and `ai_messages` references it.
 pub async fn create_conversations(

@@ -121,7 +121,7 @@ impl DeltaTraffic {
     }
 }
 
-const SECRET: &str = "bench-secret";
+const SECRET: &str = "benchmarks-only-secret-8e1f4c2a9b7d4e60a3c5";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
