@@ -291,7 +291,10 @@ pub struct ChannelRegistry {
     channels: DashMap<Channel, ChannelState>,
     ring_capacity: usize,
     outbox_ids: Mutex<OutboxIdWindow>,
-    completed: Mutex<RecentSet<Uuid>>,
+    /// Replies completed lately, per channel: a `message_id` is only unique
+    /// within its tenant (another tenant may reuse it), so it never stands
+    /// alone as a key here.
+    completed: Mutex<RecentSet<(Channel, Uuid)>>,
     next_base: AtomicU64,
     /// Per `lad.live.v1` partition, the offset of the last record whose
     /// dispatch has *started*. Stored before the dispatch, so a subscriber
@@ -497,7 +500,7 @@ impl ChannelRegistry {
                     let Some(done) = ai_data(rec, user_id, |d: &CompletedData| d.user_id) else {
                         return 0;
                     };
-                    self.lock_completed().insert(done.message_id);
+                    self.lock_completed().insert((channel, done.message_id));
                     let Some(mut st) = self.channels.get_mut(&channel) else {
                         return 0;
                     };
@@ -558,7 +561,7 @@ impl ChannelRegistry {
         let Some(d) = ai_data(rec, user_id, |d: &DeltaData| d.user_id) else {
             return 0;
         };
-        if self.lock_completed().contains(&d.message_id) {
+        if self.lock_completed().contains(&(channel, d.message_id)) {
             dropped("repeat");
             return 0;
         }
@@ -621,7 +624,7 @@ impl ChannelRegistry {
         self.outbox_ids.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_completed(&self) -> std::sync::MutexGuard<'_, RecentSet<Uuid>> {
+    fn lock_completed(&self) -> std::sync::MutexGuard<'_, RecentSet<(Channel, Uuid)>> {
         self.completed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -915,6 +918,46 @@ mod tests {
         assert_eq!(seqs, [3, 4]);
         assert_eq!(frames.last().unwrap()["type"], AI_COMPLETED);
         assert_eq!(frames.len(), 4);
+    }
+
+    #[test]
+    fn another_tenants_completed_reply_with_the_same_message_id_does_not_end_this_one() {
+        let reg = ChannelRegistry::new(64);
+        let m = Uuid::new_v4();
+        let (ua, ub) = (Uuid::new_v4(), Uuid::new_v4());
+        let a = Channel::UserAi {
+            tenant_id: Uuid::new_v4(),
+            user_id: ua,
+        };
+        let b = Channel::UserAi {
+            tenant_id: Uuid::new_v4(),
+            user_id: ub,
+        };
+        let delta = |seq: u64| {
+            record(
+                &format!("ai:{m}:{seq}"),
+                &a,
+                AI_DELTA,
+                json!({"conversation_id": Uuid::nil(), "message_id": m, "user_id": ua, "seq": seq, "delta": "x"}),
+            )
+        };
+        let mut c = Client::new(1, 1 << 16);
+        reg.subscribe(&c.conn, a, &a.to_string(), &json!(1), None);
+        dispatch(&reg, "0:1", &delta(0));
+        dispatch(&reg, "0:2", &delta(1));
+        let done_b = record(
+            "7.0",
+            &b,
+            AI_COMPLETED,
+            json!({"conversation_id": Uuid::nil(), "message_id": m, "user_id": ub, "content": "y", "tokens_used": 1}),
+        );
+        dispatch(&reg, "1:3", &done_b);
+        dispatch(&reg, "0:4", &delta(2));
+        let seqs: Vec<u64> = c.frames()[1..]
+            .iter()
+            .map(|f| f["data"]["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [0, 1, 2]);
     }
 
     #[test]
