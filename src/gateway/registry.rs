@@ -439,6 +439,22 @@ impl ChannelRegistry {
             return;
         };
         let mut held = sub.pending.take().unwrap_or_else(|| DeliveryQueue::new(0));
+        // Events read back beyond the socket's budget would only get it cut
+        // (4008): a fresh snapshot serves such a client better.
+        let replayed = replayed.map(|r| {
+            r.and_then(|missed| {
+                let events: usize = missed
+                    .iter()
+                    .filter(|o| o.key.is_none())
+                    .map(|o| o.frame.len())
+                    .sum();
+                if events > conn.budget() {
+                    Err(Unrecoverable::TooFar)
+                } else {
+                    Ok(missed)
+                }
+            })
+        });
         match (&resume.replay, replayed) {
             (Some(plan), Some(Ok(missed))) => {
                 let head = protocol::subscribed(id, name, snapshot, &plan.since, true);
@@ -820,6 +836,79 @@ mod tests {
         join(&reg, &e, ch, Some("9:9"));
         assert_eq!(e.frames()[0]["recovered"], json!(false));
         assert_eq!(reg.subscription_count(), 5);
+    }
+
+    /// What a log replay of `offsets` on `ch` returns.
+    fn replayed(ch: &Channel, offsets: std::ops::RangeInclusive<u32>) -> Vec<Outgoing> {
+        offsets
+            .map(|i| {
+                let bytes = record(&format!("{i}.0"), ch, "t", json!({ "n": i }));
+                let rec = LiveRecord::parse(&bytes).unwrap();
+                outgoing(&rec, &format!("0:{i}"), Some(i64::from(i)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_resumes_at_since_and_the_live_stream_goes_on_without_doubles() {
+        let reg = ChannelRegistry::new(8);
+        let ch = calls();
+        reg.note_assigned(0, 11);
+        let mut c = Client::new(1, 1 << 16);
+        let sub = reg.subscribe(&c.conn, ch, &ch.to_string(), &json!(1), Some("0:5"));
+        let Subscription::NeedsSnapshot(resume) = sub else {
+            panic!("{sub:?}")
+        };
+        let plan = resume.replay.clone().expect("a log replay");
+        assert_eq!((plan.partition, plan.after, plan.until), (0, 5, 10));
+        // Dispatched while the log is read: 10 is also in the replay.
+        send_n(&reg, &ch, 10..=11);
+        reg.complete(
+            &c.conn,
+            &ch,
+            &json!({}),
+            &resume,
+            Some(Ok(replayed(&ch, 6..=10))),
+        );
+        let frames = c.frames();
+        assert_eq!(
+            (&frames[0]["recovered"], &frames[0]["position"]),
+            (&json!(true), &json!("0:5"))
+        );
+        assert_eq!(
+            positions(&frames[1..]),
+            ["0:6", "0:7", "0:8", "0:9", "0:10", "0:11"]
+        );
+    }
+
+    #[test]
+    fn a_replay_that_fails_or_outgrows_the_budget_becomes_a_fresh_snapshot() {
+        let reg = ChannelRegistry::new(8);
+        let ch = calls();
+        reg.note_assigned(0, 100);
+        for (live, budget, outcome) in [
+            (101, 1 << 16, Err(Unrecoverable::TooOld)),
+            (102, 600, Ok(replayed(&ch, 6..=50))),
+        ] {
+            let mut c = Client::new(1, budget);
+            let sub = reg.subscribe(&c.conn, ch, &ch.to_string(), &json!(1), Some("0:5"));
+            let Subscription::NeedsSnapshot(resume) = sub else {
+                panic!("{sub:?}")
+            };
+            send_n(&reg, &ch, live..=live);
+            reg.complete(&c.conn, &ch, &json!({"s": 1}), &resume, Some(outcome));
+            let frames = c.frames();
+            assert_eq!(frames[0]["recovered"], json!(false));
+            assert_eq!(frames[0]["snapshot"], json!({"s": 1}));
+            let after = format!("0:{live}");
+            assert_eq!(
+                positions(&frames[1..]),
+                [after.as_str()],
+                "only what came after"
+            );
+            assert!(!c.conn.is_kicked());
+            reg.unsubscribe(1, &ch);
+        }
     }
 
     #[test]
