@@ -156,6 +156,34 @@ impl CallScript {
     }
 }
 
+/// A dialer's burst: `calls` calls of one tenant and agent, all started,
+/// then all ended (completed, free): `2 * calls` events.
+pub fn call_burst(tenant: Uuid, agent: Uuid, calls: usize) -> Vec<Event> {
+    let at = Utc::now();
+    let ids: Vec<Uuid> = (0..calls).map(|_| Uuid::new_v4()).collect();
+    let started = ids.iter().map(|c| {
+        Event::new(
+            c,
+            "call.started",
+            tenant,
+            at,
+            json!({"call_id": c, "agent_id": agent, "direction": "outbound",
+                   "from_number": "+15550100", "to_number": "+15550199"}),
+        )
+    });
+    let ended = ids.iter().map(|c| {
+        Event::new(
+            c,
+            "call.ended",
+            tenant,
+            at,
+            json!({"call_id": c, "status": "completed", "duration_seconds": 42,
+                   "cost": "0", "currency": "USD"}),
+        )
+    });
+    started.chain(ended).collect()
+}
+
 /// Produces demo traffic for one tenant until `shutdown`: calls that take a
 /// few seconds each (so dashboards see them progress), a wallet top-up, now
 /// and then a campaign activity and a streamed assistant reply.

@@ -6,40 +6,13 @@
 use crate::support::*;
 use chrono::Utc;
 use futures_util::StreamExt;
-use lad_hub::demo::Event;
+use lad_hub::demo::{call_burst, Event};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
-
-/// `calls` calls of one tenant, each started then ended: `2 * calls` events.
-fn burst(tenant: Uuid, agent: Uuid, calls: usize) -> Vec<Event> {
-    let at = Utc::now();
-    let ids: Vec<Uuid> = (0..calls).map(|_| Uuid::new_v4()).collect();
-    let started = ids.iter().map(|c| {
-        Event::new(
-            c,
-            "call.started",
-            tenant,
-            at,
-            json!({"call_id": c, "agent_id": agent, "direction": "outbound",
-                   "from_number": "+15550100", "to_number": "+15550199"}),
-        )
-    });
-    let ended = ids.iter().map(|c| {
-        Event::new(
-            c,
-            "call.ended",
-            tenant,
-            at,
-            json!({"call_id": c, "status": "completed", "duration_seconds": 42,
-                   "cost": "0", "currency": "USD"}),
-        )
-    });
-    started.chain(ended).collect()
-}
 
 /// What a dashboard on `tenant:{t}:calls` holds: each call's latest row.
 #[derive(Default)]
@@ -149,7 +122,7 @@ async fn a_burst_never_cuts_a_reading_client_and_it_ends_with_every_calls_stored
     let sub = client.subscribe(&format!("tenant:{tenant}:calls")).await;
     assert_eq!(sub["op"], "subscribed");
 
-    let events = burst(tenant, Uuid::new_v4(), BURST_CALLS);
+    let events = call_burst(tenant, Uuid::new_v4(), BURST_CALLS);
     let produced = Instant::now();
     produce(&producer(false), &topics.voice(), &events).await;
     println!(
@@ -187,7 +160,7 @@ async fn a_backlog_applied_at_start_never_cuts_a_reading_client(pool: PgPool) {
         client.subscribe(&format!("tenant:{tenant}:calls")).await["op"],
         "subscribed"
     );
-    let events = burst(tenant, Uuid::new_v4(), BURST_CALLS);
+    let events = call_burst(tenant, Uuid::new_v4(), BURST_CALLS);
     produce(&producer(false), &topics.voice(), &events).await;
     let _consumers = Hub::start(
         &pool,
@@ -260,7 +233,7 @@ async fn a_client_that_stops_reading_is_closed_with_4008_and_a_reading_one_is_no
     produce(
         &producer(false),
         &topics.voice(),
-        &burst(tenant, agent, BURST_CALLS),
+        &call_burst(tenant, agent, BURST_CALLS),
     )
     .await;
     let mut view = CallsView::default();
@@ -274,7 +247,7 @@ async fn a_client_that_stops_reading_is_closed_with_4008_and_a_reading_one_is_no
     produce(
         &producer(false),
         &topics.voice(),
-        &burst(tenant, agent, BURST_CALLS),
+        &call_burst(tenant, agent, BURST_CALLS),
     )
     .await;
     let took =
@@ -391,6 +364,21 @@ async fn watch_first_lines(
     (channel, last)
 }
 
+/// Lines 10..30, produced and stored while the client is away.
+async fn miss_twenty_lines(
+    pool: &PgPool,
+    producer: &rdkafka::producer::FutureProducer,
+    topics: &Topics,
+    tenant: Uuid,
+    call: Uuid,
+) {
+    produce(producer, &topics.voice(), &lines(tenant, call, 10..30)).await;
+    eventually(30, "thirty lines stored", || async {
+        (stored_lines(pool, call).await == 30).then_some(())
+    })
+    .await;
+}
+
 /// Resubscribes with `since` on `node`: exactly lines 10..30, in order,
 /// once, then the live lines after them.
 async fn assert_recovers_the_rest(
@@ -443,12 +431,7 @@ async fn since_recovers_from_the_log_across_a_hub_restart(pool: PgPool) {
     let (channel, since) =
         watch_first_lines(&hub, &pool, &producer, &topics, &bearer, tenant, call).await;
     println!("restart: the client left at {since}");
-
-    produce(&producer, &topics.voice(), &lines(tenant, call, 10..30)).await;
-    eventually(30, "thirty lines stored", || async {
-        (stored_lines(&pool, call).await == 30).then_some(())
-    })
-    .await;
+    miss_twenty_lines(&pool, &producer, &topics, tenant, call).await;
     // Give the relay time to publish the last rows before the restart.
     tokio::time::sleep(Duration::from_millis(500)).await;
     hub.restart().await;
@@ -508,11 +491,7 @@ async fn since_recovers_from_the_log_on_another_node(pool: PgPool) {
     let bearer = token(tenant, Uuid::new_v4(), "member", &[]);
     let (channel, since) =
         watch_first_lines(&node_a, &pool, &producer, &topics, &bearer, tenant, call).await;
-    produce(&producer, &topics.voice(), &lines(tenant, call, 10..30)).await;
-    eventually(30, "thirty lines stored", || async {
-        (stored_lines(&pool, call).await == 30).then_some(())
-    })
-    .await;
+    miss_twenty_lines(&pool, &producer, &topics, tenant, call).await;
     println!("nodes: the client left node A at {since} and comes back on node B");
     assert_recovers_the_rest(
         &node_b,

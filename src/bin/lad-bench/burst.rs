@@ -6,9 +6,8 @@
 
 use crate::fanout::{field, CallProducer, ChildHub};
 use crate::{drop_database, fresh_run, hub_argv, machine, produce_all, producer, token_for};
-use chrono::Utc;
 use futures_util::StreamExt;
-use lad_hub::demo::Event;
+use lad_hub::demo::call_burst;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -56,7 +55,7 @@ async fn measure(prefix: &str, hub: &ChildHub, brokers: &str, b: Burst) -> anyho
         .await?;
     let tenant = Uuid::new_v4();
     let calls = b.events / 2;
-    let events = burst(tenant, calls);
+    let events = call_burst(tenant, Uuid::new_v4(), calls);
     let rss_before = hub.rss_kib()?;
     let mut sockets = Vec::with_capacity(b.clients);
     for _ in 0..b.clients {
@@ -109,34 +108,6 @@ async fn measure(prefix: &str, hub: &ChildHub, brokers: &str, b: Burst) -> anyho
         "machine": machine(),
         "cpu_during_run": cpu,
     }))
-}
-
-/// `calls` calls, all started, then all ended.
-fn burst(tenant: Uuid, calls: usize) -> Vec<Event> {
-    let agent = Uuid::new_v4();
-    let ids: Vec<Uuid> = (0..calls).map(|_| Uuid::new_v4()).collect();
-    let at = Utc::now();
-    let started = ids.iter().map(|c| {
-        Event::new(
-            c,
-            "call.started",
-            tenant,
-            at,
-            json!({"call_id": c, "agent_id": agent, "direction": "outbound",
-                   "from_number": "+15550100", "to_number": "+15550199"}),
-        )
-    });
-    let ended = ids.iter().map(|c| {
-        Event::new(
-            c,
-            "call.ended",
-            tenant,
-            at,
-            json!({"call_id": c, "status": "completed", "duration_seconds": 42,
-                   "cost": "0", "currency": "USD"}),
-        )
-    });
-    started.chain(ended).collect()
 }
 
 /// Reads like a dashboard: each call's latest status, until every call is
