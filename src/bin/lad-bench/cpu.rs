@@ -43,6 +43,38 @@ pub fn window(start: Option<CpuSample>) -> Value {
     }
 }
 
+/// CPU time (user + system) process `pid` has used, in clock ticks, from
+/// `/proc/<pid>/stat`.
+pub fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    process_ticks_of(&stat)
+}
+
+/// Fields 14 and 15 (utime, stime) of a `/proc/<pid>/stat` line; the
+/// command name (field 2) may hold spaces, so fields count from its `)`.
+fn process_ticks_of(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = after_name.split_whitespace().collect();
+    let (utime, stime) = (
+        f.get(11)?.parse::<u64>().ok()?,
+        f.get(12)?.parse::<u64>().ok()?,
+    );
+    Some(utime + stime)
+}
+
+/// A process's share of one core over a window, in percent (100 = one core
+/// fully), from two [`process_ticks`] readings `seconds` apart.
+pub fn process_core_pct(before: Option<u64>, after: Option<u64>, seconds: f64) -> Value {
+    match (before, after) {
+        (Some(a), Some(b)) if seconds > 0.0 => {
+            // Linux reports these in USER_HZ, 100 on every platform it runs on.
+            let secs = b.saturating_sub(a) as f64 / 100.0;
+            json!(((secs / seconds) * 1000.0).round() / 10.0)
+        }
+        _ => Value::Null,
+    }
+}
+
 /// `cpu  user nice system idle iowait irq softirq steal guest guest_nice`;
 /// guest time is already counted in user, so it is left out of the total.
 fn parse(stat: &str) -> Option<CpuSample> {
@@ -66,6 +98,16 @@ fn parse(stat: &str) -> Option<CpuSample> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_stat_line_gives_user_plus_system_ticks() {
+        let line = "4242 (lad bench) S 1 4242 4242 0 -1 4194304 100 0 0 0 250 75 0 0 20 0 9 0";
+        assert_eq!(process_ticks_of(line), Some(325));
+        assert_eq!(
+            process_core_pct(Some(100), Some(300), 2.0),
+            serde_json::json!(100.0)
+        );
+    }
 
     #[test]
     fn shares_come_from_the_difference_of_two_samples() {

@@ -81,6 +81,11 @@ impl ChildHub {
         Ok(ChildHub { child, addr })
     }
 
+    /// CPU ticks the hub process has used so far.
+    pub fn cpu_ticks(&self) -> Option<u64> {
+        crate::cpu::process_ticks(self.child.id()?)
+    }
+
     /// Resident memory of the hub process, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         self.status_kib("VmRSS:")
@@ -185,12 +190,14 @@ async fn measure(run: &Run, hub: &ChildHub, brokers: &str, f: Fanout) -> anyhow:
     let collecting = tokio::spawn(collect_latencies(rx, expected, Duration::from_secs(15)));
     let producing = Instant::now();
     let cpu_start = crate::cpu::CpuSample::now();
+    let hub_ticks = hub.cpu_ticks();
     producer.run(&tenants, f).await;
     let lats = collecting.await?;
     // Until the last delivery: past the produce window when the hub falls
     // behind (and 15 s past it when deliveries were lost).
     let delivering = producing.elapsed().as_secs_f64();
     let cpu = crate::cpu::window(cpu_start);
+    let hub_cpu = crate::cpu::process_core_pct(hub_ticks, hub.cpu_ticks(), delivering);
     let rss_busy = hub.rss_kib()?;
     for r in readers {
         r.abort();
@@ -216,6 +223,7 @@ async fn measure(run: &Run, hub: &ChildHub, brokers: &str, f: Fanout) -> anyhow:
         "latency_ms": latency_figures(lats),
         "machine": machine(),
         "cpu_during_run": cpu,
+        "hub_cpu_pct_of_one_core": hub_cpu,
     }))
 }
 
