@@ -306,8 +306,12 @@ export type ErrorFrame = {
      * of a channel this connection is not subscribed to. `internal`
      * (extension): the capability check or the snapshot could not be read (the
      * snapshot within 10 s); the subscription is not kept; retry the subscribe.
+     * `rate_limited` (extension): subscribes of this user on this node exceed
+     * its token bucket (`LAD_SUBSCRIBE_RATE` per second, `LAD_SUBSCRIBE_BURST`
+     * at once, shared by the user's connections); nothing changed; the message
+     * says after how many ms to retry.
      */
-    code: "forbidden" | "bad_request" | "unknown_channel" | "not_subscribed" | "internal";
+    code: "forbidden" | "bad_request" | "unknown_channel" | "not_subscribed" | "internal" | "rate_limited";
     /** Human-readable detail; never contains another tenant's data. */
     message: string;
 };
