@@ -735,6 +735,28 @@ async fn a_frame_over_64_kib_closes_with_1009(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "./migrations")]
+async fn a_text_message_over_64_kib_in_fragments_closes_with_1009(pool: PgPool) {
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tungstenite::protocol::frame::Frame;
+
+    let hub = hub(pool, |_| {}).await;
+    let user = User::new(Uuid::new_v4(), Role::Member);
+    let mut ws = hub.connect(&user).await;
+    // Six fragments of 16 KiB: each well under the frame limit, 96 KiB in
+    // all; the message passes 64 KiB at the fifth.
+    let piece = "x".repeat(16 * 1024);
+    for i in 0..64 {
+        let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
+        let frame = Frame::message(piece.clone().into_bytes(), opcode, i == 63);
+        if ws.feed(Message::Frame(frame)).await.is_err() {
+            break;
+        }
+    }
+    let _ = ws.flush().await;
+    assert_eq!(close_code(&mut ws).await, 1009);
+}
+
+#[sqlx::test(migrations = "./migrations")]
 async fn closed_sockets_leave_no_subscriptions_and_shutdown_closes_with_1001(pool: PgPool) {
     let hub = hub(pool, |_| {}).await;
     let user = User::new(Uuid::new_v4(), Role::Member);
