@@ -57,7 +57,11 @@ impl Workload {
         let mut scripted = scripted.into_iter();
         let mut events = Vec::new();
         for seq in 0..lines {
-            events.extend(watched.iter().map(|call| transcript_line(tenant, *call, seq)));
+            events.extend(
+                watched
+                    .iter()
+                    .map(|call| transcript_line(tenant, *call, seq)),
+            );
             events.extend(scripted.by_ref().take(per_round));
         }
         events.extend(scripted);
@@ -90,10 +94,17 @@ impl Workload {
         format!("tenant:{}:call:{call}", self.tenant)
     }
 
-    /// One socket per watched call, the i-th starting on `nodes[i % n]`.
-    fn watch(&self, nodes: &[SocketAddr], secs: u64) -> Vec<tokio::task::JoinHandle<Watched>> {
+    /// One socket per watched call, the i-th starting on `nodes[i % n]`;
+    /// returns once every one of them is subscribed.
+    async fn watch(
+        &self,
+        nodes: &[SocketAddr],
+        secs: u64,
+    ) -> Vec<tokio::task::JoinHandle<Watched>> {
         let bearer = token(self.tenant, Uuid::new_v4(), "member", &[]);
-        self.watched
+        let (subscribed, mut ready) = tokio::sync::mpsc::channel(self.watched.len());
+        let watches = self
+            .watched
             .iter()
             .enumerate()
             .map(|(i, call)| {
@@ -103,17 +114,30 @@ impl Workload {
                     token: bearer.clone(),
                     channel: self.channel(*call),
                     expected: self.lines as usize,
+                    subscribed: subscribed.clone(),
                 };
                 tokio::spawn(watch.run(Duration::from_secs(secs)))
             })
-            .collect()
+            .collect();
+        for _ in &self.watched {
+            tokio::time::timeout(Duration::from_secs(30), ready.recv())
+                .await
+                .expect("every socket subscribed within 30 s");
+        }
+        watches
     }
 
     /// Aggregates equal one clean run, and every transcript line (scripted
     /// and watched) is stored once.
     async fn assert_stored(&self, pool: &PgPool, timeline: &Timeline) {
-        await_reference_stats(pool, &self.calls, self.step, 120, "aggregates equal the reference")
-            .await;
+        await_reference_stats(
+            pool,
+            &self.calls,
+            self.step,
+            120,
+            "aggregates equal the reference",
+        )
+        .await;
         timeline.note("aggregates equal one clean run");
         let scripted: i64 = self
             .calls
@@ -156,6 +180,8 @@ struct Watch {
     token: String,
     channel: String,
     expected: usize,
+    /// Told once, when the first subscription is in place.
+    subscribed: tokio::sync::mpsc::Sender<()>,
 }
 
 /// What a [`Watch`] received.
@@ -185,7 +211,10 @@ impl Watch {
         let mut seen = HashSet::new();
         let mut node = self.first;
         let mut since: Option<String> = None;
-        'connections: while tokio::time::Instant::now() < deadline {
+        // After a move, a socket that already has everything stops there.
+        'connections: while tokio::time::Instant::now() < deadline
+            && out.messages.len() < self.expected
+        {
             let url = format!("ws://{}/v1/ws?token={}", self.nodes[node], self.token);
             let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
                 // Its node is down or still starting: the next one.
@@ -219,6 +248,8 @@ impl Watch {
                     Some("subscribed") => {
                         if since.is_some() {
                             out.recovered.push(frame["recovered"] == json!(true));
+                        } else {
+                            let _ = self.subscribed.try_send(());
                         }
                         since = frame["position"].as_str().map(str::to_owned);
                     }
@@ -408,13 +439,16 @@ async fn postgres_terminating_the_hubs_connections_mid_stream_loses_and_doubles_
     let mut admin = admin().await;
     let work = Workload::new(31, 200, 4, 60);
     let total = work.distinct_events();
-    let watches = work.watch(&[hub.addr], 120);
     // Subscribed before the stream: the watches must see every line.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let watches = work.watch(&[hub.addr], 120).await;
 
     let timeline = Timeline::start();
     let probe = ReadyProbe::start(hub.addr, timeline);
-    let feeder = PacedFeeder::start(producer(true), work.records(&topics), Duration::from_secs(25));
+    let feeder = PacedFeeder::start(
+        producer(true),
+        work.records(&topics),
+        Duration::from_secs(25),
+    );
     timeline.note(format_args!(
         "stream of {} records ({total} distinct events) starts, over 25 s",
         feeder.total()
@@ -441,9 +475,17 @@ async fn postgres_terminating_the_hubs_connections_mid_stream_loses_and_doubles_
     timeline.note("every watching socket has its transcript");
     for w in &watched {
         w.assert_every_line_once(work.lines);
-        assert_eq!((w.moves, w.repeats), (0, 0), "{}: nothing pushed twice, never cut", w.channel);
+        assert_eq!(
+            (w.moves, w.repeats),
+            (0, 0),
+            "{}: nothing pushed twice, never cut",
+            w.channel
+        );
     }
-    eventually(30, "the hub ready", || async { probe.is_green().then_some(()) }).await;
+    eventually(30, "the hub ready", || async {
+        probe.is_green().then_some(())
+    })
+    .await;
     assert!(hub.is_running(), "the hub kept running");
 }
 
@@ -457,13 +499,19 @@ async fn postgres_refusing_connections_for_seconds_turns_readyz_red_and_back_and
     let mut admin = admin().await;
     let work = Workload::new(32, 200, 4, 60);
     let total = work.distinct_events();
-    let watches = work.watch(&[hub.addr], 120);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let watches = work.watch(&[hub.addr], 120).await;
 
     let timeline = Timeline::start();
     let probe = ReadyProbe::start(hub.addr, timeline);
-    eventually(10, "/readyz green", || async { probe.is_green().then_some(()) }).await;
-    let feeder = PacedFeeder::start(producer(true), work.records(&topics), Duration::from_secs(25));
+    eventually(10, "/readyz green", || async {
+        probe.is_green().then_some(())
+    })
+    .await;
+    let feeder = PacedFeeder::start(
+        producer(true),
+        work.records(&topics),
+        Duration::from_secs(25),
+    );
     timeline.note(format_args!(
         "stream of {} records ({total} distinct events) starts, over 25 s",
         feeder.total()
@@ -483,17 +531,26 @@ async fn postgres_refusing_connections_for_seconds_turns_readyz_red_and_back_and
         feeder.produced(),
         feeder.total()
     ));
-    assert!(feeder.is_flowing() && before < total, "the fault hit an idle hub");
+    assert!(
+        feeder.is_flowing() && before < total,
+        "the fault hit an idle hub"
+    );
     eventually(10, "/readyz red", || async { probe.is_red().then_some(()) }).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert!(hub.is_running(), "the hub kept running without its database");
+    assert!(
+        hub.is_running(),
+        "the hub kept running without its database"
+    );
     allow_connections(&mut admin, &database, true).await;
     timeline.note(format_args!(
         "the database accepts connections again ({}/{} records produced)",
         feeder.produced(),
         feeder.total()
     ));
-    eventually(30, "/readyz green again", || async { probe.is_green().then_some(()) }).await;
+    eventually(30, "/readyz green again", || async {
+        probe.is_green().then_some(())
+    })
+    .await;
     feeder.finish().await;
     timeline.note("stream ended");
 
@@ -502,7 +559,12 @@ async fn postgres_refusing_connections_for_seconds_turns_readyz_red_and_back_and
     timeline.note("every watching socket has its transcript");
     for w in &watched {
         w.assert_every_line_once(work.lines);
-        assert_eq!((w.moves, w.repeats), (0, 0), "{}: nothing pushed twice, never cut", w.channel);
+        assert_eq!(
+            (w.moves, w.repeats),
+            (0, 0),
+            "{}: nothing pushed twice, never cut",
+            w.channel
+        );
     }
     let states = probe.states();
     assert!(
@@ -554,7 +616,13 @@ impl OwnBroker {
         let url = format!("tcp://127.0.0.1:{port}");
         // tansu resolves a sqlite path against its working directory.
         Command::new(tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "sqlite://broker.db"])
             .current_dir(dir)
             .stdout(log.try_clone().expect("log"))
@@ -565,7 +633,10 @@ impl OwnBroker {
 
     async fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(self.bootstrap()).await.is_err() {
+        while tokio::net::TcpStream::connect(self.bootstrap())
+            .await
+            .is_err()
+        {
             assert!(Instant::now() < deadline, "own broker did not listen");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -616,8 +687,7 @@ async fn a_broker_restart_mid_stream_loses_and_doubles_nothing(pool: PgPool) {
     .await;
     let work = Workload::new(33, 200, 4, 60);
     let total = work.distinct_events();
-    let watches = work.watch(&[hub.addr], 150);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let watches = work.watch(&[hub.addr], 150).await;
 
     let timeline = Timeline::start();
     let feeder = PacedFeeder::start(
@@ -636,11 +706,18 @@ async fn a_broker_restart_mid_stream_loses_and_doubles_nothing(pool: PgPool) {
         feeder.produced(),
         feeder.total()
     ));
-    assert!(feeder.is_flowing() && before < total, "the fault hit an idle hub");
+    assert!(
+        feeder.is_flowing() && before < total,
+        "the fault hit an idle hub"
+    );
     let graceful = broker.stop().await;
     timeline.note(format_args!(
         "broker down ({})",
-        if graceful { "SIGTERM" } else { "SIGKILL after 5 s" }
+        if graceful {
+            "SIGTERM"
+        } else {
+            "SIGKILL after 5 s"
+        }
     ));
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker.start_again().await;
@@ -657,7 +734,12 @@ async fn a_broker_restart_mid_stream_loses_and_doubles_nothing(pool: PgPool) {
     timeline.note("every watching socket has its transcript");
     for w in &watched {
         w.assert_every_line_once(work.lines);
-        assert_eq!((w.moves, w.repeats), (0, 0), "{}: nothing pushed twice, never cut", w.channel);
+        assert_eq!(
+            (w.moves, w.repeats),
+            (0, 0),
+            "{}: nothing pushed twice, never cut",
+            w.channel
+        );
     }
     assert!(hub.is_running(), "the hub kept running");
 }
@@ -686,11 +768,14 @@ async fn a_rolling_restart_of_three_nodes_under_load_loses_and_doubles_nothing(p
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     let work = Workload::new(34, 300, 6, 90);
     let total = work.distinct_events();
-    let watches = work.watch(&addrs, 180);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let watches = work.watch(&addrs, 180).await;
 
     let timeline = Timeline::start();
-    let feeder = PacedFeeder::start(producer(true), work.records(&topics), Duration::from_secs(45));
+    let feeder = PacedFeeder::start(
+        producer(true),
+        work.records(&topics),
+        Duration::from_secs(45),
+    );
     timeline.note(format_args!(
         "stream of {} records ({total} distinct events) starts, over 45 s; {} sockets on 3 nodes",
         feeder.total(),
@@ -704,7 +789,10 @@ async fn a_rolling_restart_of_three_nodes_under_load_loses_and_doubles_nothing(p
             feeder.produced(),
             feeder.total()
         ));
-        assert!(feeder.is_flowing() && before < total, "node {i} stopped after the stream");
+        assert!(
+            feeder.is_flowing() && before < total,
+            "node {i} stopped after the stream"
+        );
         hub.stop_gracefully().await;
         timeline.note(format_args!("node {i}: stopped"));
         hub.start_again().await;

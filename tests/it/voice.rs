@@ -96,7 +96,10 @@ pub(crate) async fn await_reference_stats(
 }
 
 /// Every scripted transcript line is stored, once.
-pub(crate) async fn assert_transcripts_stored(pool: &PgPool, calls: &[(CallScript, DateTime<Utc>)]) {
+pub(crate) async fn assert_transcripts_stored(
+    pool: &PgPool,
+    calls: &[(CallScript, DateTime<Utc>)],
+) {
     let lines: i64 = calls
         .iter()
         .map(|(c, _)| i64::from(c.transcript_lines))

@@ -40,13 +40,27 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 const PARTITIONS: i32 = 6;
+/// Sockets opened at once while connecting.
+const CONNECTING_AT_ONCE: usize = 64;
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// Traffic is produced in this many ticks a second.
 const TICKS_PER_SECOND: u32 = 10;
 /// Deltas per assistant reply before it completes.
 const DELTAS_PER_REPLY: u64 = 40;
-const STEP_TYPES: &[&str] = &["email", "linkedin_connect", "linkedin_message", "voice_call"];
-const STATUSES: &[&str] = &["sent", "delivered", "opened", "clicked", "replied", "bounced"];
+const STEP_TYPES: &[&str] = &[
+    "email",
+    "linkedin_connect",
+    "linkedin_message",
+    "voice_call",
+];
+const STATUSES: &[&str] = &[
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "replied",
+    "bounced",
+];
 
 #[derive(clap::Args, Clone, Copy)]
 pub struct Soak {
@@ -115,7 +129,10 @@ impl Tenants {
             ),
             1 => (
                 token_for(tenant, Uuid::new_v4(), "member")?,
-                [calls, format!("tenant:{tenant}:campaign:{}", self.campaigns[t])],
+                [
+                    calls,
+                    format!("tenant:{tenant}:campaign:{}", self.campaigns[t]),
+                ],
             ),
             _ => (
                 token_for(tenant, self.users[t], "member")?,
@@ -145,12 +162,21 @@ async fn soak(
     let (arrivals_tx, arrivals_rx) = mpsc::channel::<(String, i64)>(200_000);
     let (commits_tx, commits_rx) = mpsc::channel::<(String, i64)>(200_000);
     let counts = Arc::new(Mutex::new(SocketCounts::default()));
-    let mut readers = Vec::with_capacity(s.clients);
-    for i in 0..s.clients {
-        let (token, channels) = tenants.client(i)?;
-        let ws = client(hub.addr, &token, &channels).await?;
-        readers.push(tokio::spawn(read(ws, arrivals_tx.clone(), counts.clone())));
-    }
+    let logins = (0..s.clients)
+        .map(|i| tenants.client(i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let addr = hub.addr;
+    let sockets: Vec<Socket> = futures_util::stream::iter(logins)
+        .map(|(token, channels)| async move { client(addr, &token, &channels).await })
+        .buffer_unordered(CONNECTING_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|ws| tokio::spawn(read(ws, arrivals_tx.clone(), counts.clone())))
+        .collect();
     drop(arrivals_tx);
     eprintln!(
         "soak: {} clients connected in {:.1} s",
@@ -222,7 +248,9 @@ async fn soak(
         })
         .collect();
     let warm = samples.iter().filter(|x| x.at_s >= 60.0);
-    let later = samples.iter().filter(|x| x.at_s >= run_for.as_secs_f64() / 2.0);
+    let later = samples
+        .iter()
+        .filter(|x| x.at_s >= run_for.as_secs_f64() / 2.0);
     Ok(json!({
         "bench": "soak",
         "minutes": s.minutes,
@@ -259,9 +287,7 @@ struct Sample {
 
 /// Least-squares slope of RSS over time, in KiB a minute.
 fn slope<'a>(samples: impl Iterator<Item = &'a Sample>) -> Option<f64> {
-    let points: Vec<(f64, f64)> = samples
-        .map(|x| (x.at_s / 60.0, x.rss_kib as f64))
-        .collect();
+    let points: Vec<(f64, f64)> = samples.map(|x| (x.at_s / 60.0, x.rss_kib as f64)).collect();
     if points.len() < 2 {
         return None;
     }
@@ -377,7 +403,11 @@ fn live_reader(
                 .as_str()
                 .and_then(|s| s.parse::<chrono::DateTime<Utc>>().ok());
             if let (Some(id), Some(at)) = (value["id"].as_str(), committed) {
-                if tx.send((id.to_owned(), at.timestamp_micros())).await.is_err() {
+                if tx
+                    .send((id.to_owned(), at.timestamp_micros()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -404,6 +434,7 @@ async fn match_latencies(
             .or_default()
             .push((arrived - at) as f64 / 1000.0);
     };
+    let mut reading_commits = true;
     loop {
         tokio::select! {
             a = arrivals.recv() => match a {
@@ -413,11 +444,14 @@ async fn match_latencies(
                 },
                 None => break,
             },
-            c = commits.recv() => if let Some((id, at)) = c {
-                for arrived in waiting.remove(&id).unwrap_or_default() {
-                    record(arrived, at);
+            c = commits.recv(), if reading_commits => match c {
+                Some((id, at)) => {
+                    for arrived in waiting.remove(&id).unwrap_or_default() {
+                        record(arrived, at);
+                    }
+                    committed.insert(id, at);
                 }
-                committed.insert(id, at);
+                None => reading_commits = false,
             },
         }
     }
@@ -478,9 +512,9 @@ impl Traffic {
         let mut owed = 0.0;
         let mut produced = BTreeMap::<&str, u64>::new();
         // One reply streaming per tenant; a new one when it completes.
-        let mut replies: Vec<(Uuid, u64)> = tenants.ids.iter().map(|_| (Uuid::new_v4(), 0)).collect();
-        let mut interval =
-            tokio::time::interval(Duration::from_secs(1) / TICKS_PER_SECOND);
+        let mut replies: Vec<(Uuid, u64)> =
+            tenants.ids.iter().map(|_| (Uuid::new_v4(), 0)).collect();
+        let mut interval = tokio::time::interval(Duration::from_secs(1) / TICKS_PER_SECOND);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let started = Instant::now();
         let mut n = 0u64;
