@@ -229,14 +229,20 @@ async fn soak(
     let by_window = matching.await?;
     pool.close().await;
 
-    let windows: Vec<Value> = (0..run_for.as_secs().div_ceil(window.as_secs()))
+    let last_window = run_for.as_secs().div_ceil(window.as_secs()).max(1) - 1;
+    let windows: Vec<Value> = (0..=last_window)
         .map(|w| {
             let (from, to) = (w * window.as_secs(), (w + 1) * window.as_secs());
             let in_window: Vec<&Sample> = samples
                 .iter()
                 .filter(|x| x.at_s > from as f64 && x.at_s <= to as f64)
                 .collect();
-            let lats = by_window.get(&w).cloned().unwrap_or_default();
+            // The last window also takes what arrived after the traffic stopped.
+            let upto = if w == last_window { u64::MAX } else { w };
+            let lats: Vec<f64> = by_window
+                .range(w..=upto)
+                .flat_map(|(_, l)| l.iter().copied())
+                .collect();
             json!({
                 "from_s": from,
                 "to_s": to,
@@ -244,6 +250,7 @@ async fn soak(
                 "commit_to_socket_ms": latency_figures(lats),
                 "hub_rss_kib_at_end": in_window.last().map(|x| x.rss_kib),
                 "outbox_rows_max": in_window.iter().map(|x| x.outbox_rows).max(),
+                "socket_errors_so_far": in_window.last().map(|x| x.socket.errors()),
             })
         })
         .collect();
