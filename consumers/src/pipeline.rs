@@ -301,7 +301,12 @@ impl<D: Domain> BatchApplier<D> {
     ) -> Result<BatchOutcome, PipelineError> {
         let started = Instant::now();
         let cfg = &self.cfg;
-        let mut tx = self.pool.begin().await?;
+        // Nothing of the batch has run yet, so a failure to get a
+        // connection is the database's state, never the batch's fault,
+        // whatever its SQLSTATE: a database that refuses connections says
+        // 55000, which would otherwise count as a refusal and send good
+        // records down the split-and-dead-letter path.
+        let mut tx = self.pool.begin().await.map_err(PipelineError::Transient)?;
         let mut outcome = BatchOutcome::default();
 
         // Offset fence: which of these records are new to the store.

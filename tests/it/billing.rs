@@ -198,27 +198,57 @@ async fn random_billing_under_sigkill_matches_the_reference(pool: PgPool) {
         }
     }
 
-    let (billing_topic, voice_topic) = (topics.billing(), topics.voice());
-    let feeder = tokio::spawn(async move {
-        let producer = crate::support::producer(true);
-        let mut voice = voice_events.chunks(10);
-        for chunk in billing_events.chunks(50) {
-            produce(&producer, &billing_topic, chunk).await;
-            if let Some(v) = voice.next() {
-                produce(&producer, &voice_topic, v).await;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-        }
-        for v in voice {
-            produce(&producer, &voice_topic, v).await;
-        }
-    });
-    for _ in 0..3 {
-        let wait = rng.gen_range(12_000..15_000);
-        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-        hub.restart().await;
+    // Every event the hub must apply once: the funding, the billing
+    // stream (its replays share their originals' ids) and the voice calls.
+    let total_events = funding
+        .iter()
+        .chain(&billing_events)
+        .chain(&voice_events)
+        .map(Event::event_id)
+        .collect::<HashSet<_>>()
+        .len() as i64;
+    // Both topics interleaved at a steady pace for 55 s: longer than the
+    // three kills (12-13.5 s apart, plus the restarts) take, so each kill
+    // lands on a hub with work in hand.
+    let mut records = Vec::with_capacity(billing_events.len() + voice_events.len());
+    let mut voice = voice_events.into_iter();
+    for chunk in billing_events.chunks(5) {
+        records.extend(chunk.iter().map(|e| (topics.billing(), e.clone())));
+        records.extend(voice.next().map(|e| (topics.voice(), e)));
     }
-    feeder.await.expect("feeder");
+    records.extend(voice.map(|e| (topics.voice(), e)));
+    let timeline = Timeline::start();
+    let feeder = PacedFeeder::start(
+        crate::support::producer(true),
+        records,
+        std::time::Duration::from_secs(55),
+    );
+    timeline.note(format_args!(
+        "stream of {} records ({total_events} distinct events) starts, over 55 s",
+        feeder.total()
+    ));
+    for kill in 1..=3 {
+        let wait = rng.gen_range(12_000..13_500);
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        let applied = count(&pool, "SELECT count(*) FROM hub_processed_events").await;
+        timeline.note(format_args!(
+            "kill #{kill}: SIGKILL with {applied}/{total_events} events applied, {}/{} records produced",
+            feeder.produced(),
+            feeder.total()
+        ));
+        assert!(
+            feeder.is_flowing(),
+            "kill #{kill} came after the stream ended"
+        );
+        assert!(
+            applied < total_events,
+            "kill #{kill} hit a hub that had applied everything"
+        );
+        hub.restart().await;
+        timeline.note(format_args!("hub ready again after kill #{kill}"));
+    }
+    feeder.finish().await;
+    timeline.note("stream ended");
 
     let expected_daily = reference.cost_daily.clone();
     eventually(180, "billing_cost_daily equals the reference", || async {
@@ -235,6 +265,11 @@ async fn random_billing_under_sigkill_matches_the_reference(pool: PgPool) {
         (got == expected_daily).then_some(())
     })
     .await;
+    timeline.note("billing_cost_daily equals the reference");
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM hub_processed_events").await,
+        total_events
+    );
 
     let wallets: Vec<(Uuid, Decimal, Option<Decimal>)> = sqlx::query_as(
         "SELECT w.tenant_id, w.current_balance,

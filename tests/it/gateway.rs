@@ -734,6 +734,44 @@ async fn a_frame_over_64_kib_closes_with_1009(pool: PgPool) {
     assert_eq!(close_code(&mut ws).await, 1009);
 }
 
+/// Fragments each under the frame limit whose message passes 64 KiB:
+/// tungstenite reports them as it reports one big frame
+/// (`CapacityError::MessageTooLong`, from joining the fragments), so they
+/// close with 1009 too. Two ways a client sends them: 16 KiB fragments
+/// written one by one, and 1 KiB fragments written at once (the hub
+/// closes while most of them are still in flight).
+#[sqlx::test(migrations = "./migrations")]
+async fn a_text_message_over_64_kib_in_fragments_closes_with_1009(pool: PgPool) {
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tungstenite::protocol::frame::Frame;
+
+    let hub = hub(pool, |_| {}).await;
+    let user = User::new(Uuid::new_v4(), Role::Member);
+    for (fragment, count, flush_each) in [(16 * 1024, 6, true), (1024, 256, false)] {
+        let mut ws = hub.connect(&user).await;
+        let piece = "x".repeat(fragment);
+        for i in 0..count {
+            let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
+            let frame = Frame::message(piece.clone().into_bytes(), opcode, i == count - 1);
+            // The hub may close before the last fragment is written.
+            let written = if flush_each {
+                ws.send(Message::Frame(frame)).await
+            } else {
+                ws.feed(Message::Frame(frame)).await
+            };
+            if written.is_err() {
+                break;
+            }
+        }
+        let _ = ws.flush().await;
+        assert_eq!(
+            close_code(&mut ws).await,
+            1009,
+            "{count} fragments of {fragment} bytes"
+        );
+    }
+}
+
 #[sqlx::test(migrations = "./migrations")]
 async fn closed_sockets_leave_no_subscriptions_and_shutdown_closes_with_1001(pool: PgPool) {
     let hub = hub(pool, |_| {}).await;

@@ -5,6 +5,7 @@ mod ai;
 mod billing;
 mod campaigns;
 mod delivery;
+mod faults;
 mod gateway;
 mod jwks;
 mod migrate;

@@ -64,7 +64,7 @@ pub async fn database_url(pool: &PgPool) -> String {
     format!("{root}/{name}")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -190,8 +190,33 @@ impl Hub {
 
     pub async fn restart(&mut self) {
         self.kill();
+        self.start_again().await;
+    }
+
+    /// Starts a stopped hub again with the same settings (address included,
+    /// so clients find it where it was).
+    pub async fn start_again(&mut self) {
         self.child = Self::spawn(&self.env, &self.log);
         self.wait_ready().await;
+    }
+
+    /// SIGTERM, without blocking the test's runtime while the hub drains
+    /// (its sockets, the test's other tasks, keep running meanwhile).
+    pub async fn stop_gracefully(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.is_running() {
+            assert!(Instant::now() < deadline, "hub did not stop on SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn pid(&self) -> u32 {
@@ -210,8 +235,13 @@ impl Drop for Hub {
 }
 
 pub fn producer(one_record_per_batch: bool) -> FutureProducer {
+    producer_for(&brokers(), one_record_per_batch)
+}
+
+/// A producer to the broker at `bootstrap` (a test's own broker).
+pub fn producer_for(bootstrap: &str, one_record_per_batch: bool) -> FutureProducer {
     let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers())
+    cfg.set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "1");
     if one_record_per_batch {
@@ -374,5 +404,87 @@ impl Client {
             }
         }
         out
+    }
+}
+
+/// Seconds since a fault test started: each step it takes is printed on
+/// this clock, so a reader of the output sees where every fault landed.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline(Instant);
+
+impl Timeline {
+    pub fn start() -> Timeline {
+        Timeline(Instant::now())
+    }
+
+    pub fn note(&self, what: impl std::fmt::Display) {
+        println!("t=+{:.1}s {what}", self.0.elapsed().as_secs_f64());
+    }
+}
+
+/// Produces records (topic, event) at a steady pace in the background,
+/// a small chunk five times a second, so that faults injected meanwhile
+/// land on a hub that has work in hand.
+pub struct PacedFeeder {
+    produced: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    total: usize,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PacedFeeder {
+    /// Spreads `records` evenly over `over`. A chunk's deliveries are
+    /// awaited before the next one: while the broker is away the stream
+    /// pauses, as a real producer's would, and resumes when it is back.
+    pub fn start(producer: FutureProducer, records: Vec<(String, Event)>, over: Duration) -> Self {
+        use std::sync::atomic::Ordering;
+        let total = records.len();
+        let produced = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = produced.clone();
+        let task = tokio::spawn(async move {
+            let ticks = (over.as_secs_f64() * 5.0).ceil().max(1.0) as usize;
+            let per_tick = total.div_ceil(ticks).max(1);
+            let start = tokio::time::Instant::now();
+            for (i, chunk) in records.chunks(per_tick).enumerate() {
+                tokio::time::sleep_until(start + over.mul_f64(i as f64 / ticks as f64)).await;
+                let mut deliveries = Vec::with_capacity(chunk.len());
+                for (topic, event) in chunk {
+                    let payload = event.payload();
+                    loop {
+                        let record = FutureRecord::to(topic).key(&event.key).payload(&payload);
+                        match producer.send_result(record) {
+                            Ok(d) => break deliveries.push(d),
+                            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                        }
+                    }
+                }
+                for d in deliveries {
+                    d.await.expect("delivery").expect("delivered");
+                }
+                counter.fetch_add(chunk.len(), Ordering::Release);
+            }
+        });
+        PacedFeeder {
+            produced,
+            total,
+            task,
+        }
+    }
+
+    /// Records delivered to the broker so far.
+    pub fn produced(&self) -> usize {
+        self.produced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// True while records remain to be produced.
+    pub fn is_flowing(&self) -> bool {
+        self.produced() < self.total
+    }
+
+    pub async fn finish(self) {
+        self.task.await.expect("feeder");
     }
 }

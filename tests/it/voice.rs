@@ -9,12 +9,13 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
+use std::time::Duration;
 use uuid::Uuid;
 
-type StatsKey = (Uuid, NaiveDate, Uuid);
+pub(crate) type StatsKey = (Uuid, NaiveDate, Uuid);
 
 #[derive(Debug, Default, Clone, PartialEq)]
-struct Stats {
+pub(crate) struct Stats {
     started: i64,
     answered: i64,
     completed: i64,
@@ -24,7 +25,7 @@ struct Stats {
 }
 
 /// What one clean run gives, computed from the scripts alone.
-fn reference(
+pub(crate) fn reference(
     calls: &[(CallScript, DateTime<Utc>)],
     step: ChronoDuration,
 ) -> BTreeMap<StatsKey, Stats> {
@@ -50,7 +51,7 @@ fn reference(
     out
 }
 
-async fn stored_stats(pool: &PgPool) -> BTreeMap<StatsKey, Stats> {
+pub(crate) async fn stored_stats(pool: &PgPool) -> BTreeMap<StatsKey, Stats> {
     type Row = (Uuid, NaiveDate, Uuid, i64, i64, i64, i64, i64, Decimal);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT tenant_id, day, agent_id, calls_started, calls_answered, calls_completed,
@@ -80,7 +81,7 @@ async fn stored_stats(pool: &PgPool) -> BTreeMap<StatsKey, Stats> {
 }
 
 /// Waits (at most `secs`) until the stored aggregates equal one clean run of `calls`.
-async fn await_reference_stats(
+pub(crate) async fn await_reference_stats(
     pool: &PgPool,
     calls: &[(CallScript, DateTime<Utc>)],
     step: ChronoDuration,
@@ -95,7 +96,10 @@ async fn await_reference_stats(
 }
 
 /// Every scripted transcript line is stored, once.
-async fn assert_transcripts_stored(pool: &PgPool, calls: &[(CallScript, DateTime<Utc>)]) {
+pub(crate) async fn assert_transcripts_stored(
+    pool: &PgPool,
+    calls: &[(CallScript, DateTime<Utc>)],
+) {
     let lines: i64 = calls
         .iter()
         .map(|(c, _)| i64::from(c.transcript_lines))
@@ -108,7 +112,7 @@ async fn assert_transcripts_stored(pool: &PgPool, calls: &[(CallScript, DateTime
 
 /// Calls starting around UTC midnight (so steps fall on two days), some
 /// with their events in reverse order (a late `call.started`).
-fn scripted_calls(
+pub(crate) fn scripted_calls(
     rng: &mut impl Rng,
     tenant: Uuid,
     agents: &[Uuid],
@@ -311,9 +315,12 @@ async fn poison_records_are_dead_lettered_and_everything_valid_is_applied(pool: 
 }
 
 /// Guarantee 1: SIGKILL while a stream is consumed, restart, and the result
-/// equals one clean run. Kills are 12 s apart, longer than the 6 s session
-/// timeout: tansu keeps a killed member's partitions while an earlier dead
-/// member of the group is still in its session (see ARCHITECTURE.md).
+/// equals one clean run. The stream flows at a steady pace for longer than
+/// the three kills take, and each kill checks that the hub still had work
+/// in hand, so none of them hits an idle hub. Kills are 12 s apart, longer
+/// than the 6 s session timeout: tansu keeps a killed member's partitions
+/// while an earlier dead member of the group is still in its session (see
+/// ARCHITECTURE.md).
 #[sqlx::test(migrations = "./migrations")]
 async fn killing_the_hub_mid_stream_changes_nothing_in_the_result(pool: PgPool) {
     let topics = Topics::new();
@@ -335,30 +342,48 @@ async fn killing_the_hub_mid_stream_changes_nothing_in_the_result(pool: PgPool) 
         .iter()
         .map(Event::event_id)
         .collect::<std::collections::HashSet<_>>()
-        .len();
+        .len() as i64;
 
-    let voice_topic = topics.voice();
-    let feeder = tokio::spawn(async move {
-        let producer = producer(true);
-        for chunk in events.chunks(40) {
-            produce(&producer, &voice_topic, chunk).await;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    });
-    for _ in 0..3 {
-        tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    // Three kills 12 s apart plus three restarts take about 45 s: the
+    // stream lasts 55 s.
+    let timeline = Timeline::start();
+    let records = events.into_iter().map(|e| (topics.voice(), e)).collect();
+    let feeder = PacedFeeder::start(producer(true), records, Duration::from_secs(55));
+    timeline.note(format_args!(
+        "stream of {} records ({total_events} distinct events) starts, over 55 s",
+        feeder.total()
+    ));
+    for kill in 1..=3 {
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let applied = count(&pool, "SELECT count(*) FROM hub_processed_events").await;
+        timeline.note(format_args!(
+            "kill #{kill}: SIGKILL with {applied}/{total_events} events applied, {}/{} records produced",
+            feeder.produced(),
+            feeder.total()
+        ));
+        assert!(
+            feeder.is_flowing(),
+            "kill #{kill} came after the stream ended"
+        );
+        assert!(
+            applied < total_events,
+            "kill #{kill} hit a hub that had applied everything"
+        );
         hub.restart().await;
+        timeline.note(format_args!("hub ready again after kill #{kill}"));
     }
-    feeder.await.expect("feeder");
+    feeder.finish().await;
+    timeline.note("stream ended");
 
     await_reference_stats(&pool, &calls, step, 120, "aggregates equal one clean run").await;
+    timeline.note("aggregates equal one clean run");
     assert_eq!(
         count(&pool, "SELECT count(*) FROM voice_call_logs").await,
         calls.len() as i64
     );
     assert_eq!(
         count(&pool, "SELECT count(*) FROM hub_processed_events").await,
-        total_events as i64
+        total_events
     );
     assert_transcripts_stored(&pool, &calls).await;
     let wrong: i64 = count(

@@ -16,10 +16,15 @@
 //! - `burst`: 50,000 events of one tenant at once with 100 clients on its
 //!   `calls` channel: clients cut, seconds until every client holds every
 //!   call's final state, hub peak memory (module [`burst`]).
+//! - `soak`: 30 minutes of mixed traffic (voice, billing, campaigns,
+//!   assistant) with 1,000 clients: hub RSS over time and its slope, the
+//!   outbox backlog, p99 commit-to-socket per window, socket errors
+//!   (module [`soak`]).
 
 mod burst;
 mod cpu;
 mod fanout;
+mod soak;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -88,6 +93,7 @@ enum Bench {
     },
     Fanout(fanout::Fanout),
     Burst(burst::Burst),
+    Soak(soak::Soak),
     /// Internal: `fanout`'s hub process (a `lad-hub serve` command line).
     #[command(hide = true)]
     Hub {
@@ -153,6 +159,7 @@ async fn main() -> anyhow::Result<()> {
             fanout::run(&args.brokers, &args.postgres, f).await?,
         ),
         Bench::Burst(b) => ("burst", burst::run(&args.brokers, &args.postgres, b).await?),
+        Bench::Soak(s) => ("soak", soak::run(&args.brokers, &args.postgres, s).await?),
         Bench::Hub { argv } => return fanout::serve_child(argv).await,
         Bench::Hop {
             traffic,
