@@ -58,9 +58,18 @@ struct LoopState {
 
 /// One loop's handle on its own state. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct LoopHealth(Arc<Mutex<LoopState>>);
+pub struct LoopHealth {
+    name: Arc<str>,
+    state: Arc<Mutex<LoopState>>,
+}
 
 impl LoopHealth {
+    /// The name readiness and the `loop` label of the metrics use
+    /// (empty for a loop nobody registered).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A unit of work starts (its retries belong to it).
     pub fn busy(&self) {
         self.lock().status.busy_since = Some(Instant::now());
@@ -91,7 +100,7 @@ impl LoopHealth {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LoopState> {
         // A panic while holding this lock leaves plain data: still usable.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -106,7 +115,10 @@ impl HealthRegistry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(name.to_owned())
-            .or_default()
+            .or_insert_with(|| LoopHealth {
+                name: name.into(),
+                state: Arc::default(),
+            })
             .clone()
     }
 
@@ -145,6 +157,7 @@ mod tests {
         let r = HealthRegistry::default();
         r.register("relay").failed(FailureKind::Transient, "x");
         assert!(r.register("relay").status().failure.is_some());
+        assert_eq!(r.register("relay").name(), "relay");
         assert_eq!(r.statuses().len(), 1);
     }
 }

@@ -416,15 +416,12 @@ impl<D: Domain> BatchApplier<D> {
             HashSet::new()
         } else {
             let ids: Vec<Uuid> = candidates.iter().map(|a| a.meta.event_id).collect();
-            sqlx::query_scalar(
-                "INSERT INTO hub_processed_events (event_id)
-                 SELECT UNNEST($1::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id",
-            )
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect()
+            sqlx::query_scalar(DEDUPE_SQL)
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect()
         };
         let fresh: Vec<Accepted<D::Event>> = candidates
             .into_iter()
@@ -437,6 +434,16 @@ impl<D: Domain> BatchApplier<D> {
         let mut fx = Effects::new(Utc::now());
         if !fresh.is_empty() {
             self.domain.apply(&mut tx, &fresh, &mut fx).await?;
+        }
+        if !fx.rejected.is_empty() {
+            // A rejected event was not applied: forget its id, so the same
+            // record sent again once its cause is fixed (`lad-hub
+            // dead-letters replay`) is applied rather than taken for a repeat.
+            let ids: Vec<Uuid> = fx.rejected.iter().map(|(m, _)| m.event_id).collect();
+            sqlx::query("DELETE FROM hub_processed_events WHERE event_id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
         }
         let applied = started.elapsed();
         outcome.applied = fresh.len() - fx.rejected.len();
@@ -512,6 +519,34 @@ impl<D: Domain> BatchApplier<D> {
         Ok(outcome)
     }
 }
+
+/// Records the batch's event ids (all distinct) in `hub_processed_events`
+/// and returns the ones never applied before. The table is partitioned by
+/// the UTC day an event was first applied (migration 0004), so its unique
+/// key is `(event_id, applied_on)`: an id is first looked up across every
+/// retained day, then inserted for today. Within ten minutes
+/// of midnight it is inserted for both days around it, so two transactions
+/// on either side of midnight still collide on one key and the second waits
+/// for the first (an id is fresh only if none of its rows already existed).
+/// The clock is the statement's, not the transaction's start.
+const DEDUPE_SQL: &str = "
+WITH t AS MATERIALIZED (
+    SELECT clock_timestamp() AT TIME ZONE 'UTC' AS ts
+), days AS (
+    SELECT ts::date AS day FROM t
+    UNION SELECT (ts - interval '10 minutes')::date FROM t
+    UNION SELECT (ts + interval '10 minutes')::date FROM t
+), seen AS (
+    SELECT event_id FROM hub_processed_events WHERE event_id = ANY($1)
+), ins AS (
+    INSERT INTO hub_processed_events (event_id, applied_on)
+    SELECT e.event_id, d.day
+    FROM UNNEST($1::uuid[]) AS e(event_id) CROSS JOIN days d
+    WHERE NOT EXISTS (SELECT 1 FROM seen s WHERE s.event_id = e.event_id)
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+SELECT event_id FROM ins GROUP BY event_id HAVING count(*) = (SELECT count(*) FROM days)";
 
 /// The outbox record of a committed update (the relay adds its `id`).
 pub fn live_record(live_topic: &str, u: &LiveUpdate, committed_at: DateTime<Utc>) -> OutboxRecord {
@@ -739,7 +774,7 @@ impl<D: Domain> Pipeline<D> {
                     self.health.failed(kind, &e);
                     metrics::counter!(m::PIPELINE_RETRIES, "topic" => self.cfg.topic.clone(), "kind" => kind.as_str())
                         .increment(1);
-                    metrics::counter!(m::LOOP_FAILURES, "loop" => format!("pipeline:{}", self.cfg.topic), "kind" => kind.as_str())
+                    metrics::counter!(m::LOOP_FAILURES, "loop" => self.health.name().to_owned(), "kind" => kind.as_str())
                         .increment(1);
                     match kind {
                         FailureKind::Transient => {
