@@ -235,20 +235,23 @@ impl Monitor {
 }
 
 /// The watermarks of every partition of `topics` (blocking: librdkafka).
+/// Metadata is asked per topic: a cluster may hold thousands of others.
 fn watermarks(
     client: &BaseConsumer,
     topics: &[String],
 ) -> Result<Watermarks, rdkafka::error::KafkaError> {
-    let metadata = client.fetch_metadata(None, BROKER_TIMEOUT)?;
     let mut out = Watermarks::new();
-    for t in metadata.topics() {
-        if !topics.iter().any(|x| x == t.name()) || t.error().is_some() {
-            continue;
-        }
-        let parts = out.entry(t.name().to_owned()).or_default();
-        for p in t.partitions() {
-            let (low, high) = client.fetch_watermarks(t.name(), p.id(), BROKER_TIMEOUT)?;
-            parts.insert(p.id(), (low, high));
+    for topic in topics {
+        let metadata = client.fetch_metadata(Some(topic), BROKER_TIMEOUT)?;
+        for t in metadata.topics() {
+            if t.name() != topic || t.error().is_some() {
+                continue;
+            }
+            let parts = out.entry(t.name().to_owned()).or_default();
+            for p in t.partitions() {
+                let (low, high) = client.fetch_watermarks(t.name(), p.id(), BROKER_TIMEOUT)?;
+                parts.insert(p.id(), (low, high));
+            }
         }
     }
     Ok(out)

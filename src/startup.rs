@@ -103,6 +103,8 @@ impl Running {
 
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     args.ops.validate().map_err(anyhow::Error::msg)?;
+    // Before anything records: what start-up counts is exported too.
+    let metrics = http::metrics_handle();
     let shutdown = CancellationToken::new();
     let pool = migrate(&args.db).await?;
     // Today's dedupe partition must exist before the first batch.
@@ -243,7 +245,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let app = http::router(http::AppState {
         pool,
         gateway: args.runs_gateway().then_some(gateway),
-        metrics: http::metrics_handle(),
+        metrics,
         readiness,
     });
     let stop = shutdown.clone();

@@ -7,6 +7,7 @@ mod campaigns;
 mod delivery;
 mod gateway;
 mod migrate;
+mod ops;
 mod shutdown;
 mod support;
 mod voice;

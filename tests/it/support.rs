@@ -64,7 +64,7 @@ pub async fn database_url(pool: &PgPool) -> String {
     format!("{root}/{name}")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
