@@ -398,10 +398,6 @@ impl OpsArgs {
         }
         Ok(())
     }
-
-    pub fn secs(v: f64) -> Duration {
-        Duration::from_secs_f64(v)
-    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -275,7 +275,7 @@ pub(crate) fn confirm_end(client: &BaseConsumer, topic: &str, partition: i32, hi
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut got_any = false;
     while Instant::now() < deadline {
-        match client.poll(Duration::from_millis(300)) {
+        match client.poll(Duration::from_millis(100)) {
             Some(Ok(msg)) => {
                 use rdkafka::message::Message;
                 if msg.topic() == topic && msg.partition() == partition {

@@ -222,6 +222,29 @@ mod tests {
     }
 
     #[test]
+    fn every_series_the_dashboard_charts_is_declared_here() {
+        let dashboard = include_str!("../../docs/grafana-dashboard.json");
+        let declared = include_str!("metrics.rs");
+        let mut charted = 0;
+        for (at, _) in dashboard.match_indices("lad_") {
+            let name: String = dashboard[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                declared.contains(&format!("\"{base}\"")),
+                "{base} is charted but not declared"
+            );
+            charted += 1;
+        }
+        assert!(charted > 20);
+    }
+
+    #[test]
     fn the_latency_buckets_resolve_the_slo() {
         // p99 <= 50 ms must be readable from the histogram: a bucket edge at 50 ms.
         assert!(LATENCY_BUCKETS.contains(&0.05));

@@ -178,6 +178,12 @@ impl PipelineError {
 /// What a database error says about whose fault it is, by SQLSTATE class.
 fn classify(e: &sqlx::Error) -> FailureClass {
     match e {
+        // A missing partition (of the dedupe table, or of a domain's) is
+        // reported as a check violation, but it is the schema's fault: split
+        // and dead-lettered, every record of the day would be lost to it.
+        sqlx::Error::Database(db) if db.message().starts_with("no partition of relation") => {
+            FailureClass::Defect
+        }
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some(code) => classify_sqlstate(code),
             None => FailureClass::Refused,

@@ -140,8 +140,9 @@ impl OwnBroker {
             .unwrap_or_else(|| "tansu".into());
         let url = format!("tcp://{}", self.addr());
         let child = Command::new(tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", &self.storage])
+            .args(["broker", "--listener-url", url.as_str()])
+            .args(["--advertised-listener-url", url.as_str()])
+            .args(["--storage-engine", self.storage.as_str()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -359,9 +360,11 @@ async fn metrics_describe_every_series_and_move_with_the_work(pool: PgPool) {
     let mut intruder =
         Client::connect(&worker.ws_url(&token(Uuid::new_v4(), Uuid::new_v4(), "owner", &[]))).await;
     assert_eq!(intruder.subscribe(&channel).await["code"], "forbidden");
-    assert!(tokio_tungstenite::connect_async(worker.ws_url("not-a-token"))
-        .await
-        .is_err());
+    assert!(
+        tokio_tungstenite::connect_async(worker.ws_url("not-a-token"))
+            .await
+            .is_err()
+    );
     let m = metrics(worker.addr).await;
     assert!(sample_sum(&m, "lad_ws_requests_refused_total", &["code=\"forbidden\""]) >= 1.0);
     assert!(sample_sum(&m, "lad_auth_failures_total", &[]) >= 1.0, "{m}");
@@ -417,9 +420,7 @@ async fn metrics_describe_every_series_and_move_with_the_work(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "./migrations")]
-async fn the_dedupe_window_drops_old_partitions_and_still_catches_a_repeat_inside_it(
-    pool: PgPool,
-) {
+async fn the_dedupe_window_drops_old_partitions_and_still_catches_a_repeat_inside_it(pool: PgPool) {
     // An applied-event partition from long ago, as a hub running for weeks leaves.
     sqlx::query(
         "CREATE TABLE hub_processed_events_20200101 PARTITION OF hub_processed_events
@@ -468,7 +469,10 @@ async fn the_dedupe_window_drops_old_partitions_and_still_catches_a_repeat_insid
     let today_part = today.format("hub_processed_events_%Y%m%d").to_string();
     assert!(names.contains(&today_part), "{names:?}");
     let m = metrics(hub.addr).await;
-    assert!(sample_sum(&m, "lad_dedupe_partitions_dropped_total", &[]) >= 1.0, "{m}");
+    assert!(
+        sample_sum(&m, "lad_dedupe_partitions_dropped_total", &[]) >= 1.0,
+        "{m}"
+    );
 
     // A repeat inside the window, at another offset, is caught by event_id.
     let (tenant, campaign) = (Uuid::new_v4(), Uuid::new_v4());
@@ -559,7 +563,10 @@ async fn a_dead_letter_replayed_after_its_cause_is_fixed_is_applied_once(pool: P
         .collect();
     assert_eq!(listed.len(), 1, "{out}");
     assert_eq!(listed[0]["event_id"], json!(usage.event_id()));
-    assert!(listed[0]["reason"].as_str().unwrap().contains("acme"), "{out}");
+    assert!(
+        listed[0]["reason"].as_str().unwrap().contains("acme"),
+        "{out}"
+    );
     assert_eq!(listed[0]["replayed_at"], Value::Null);
     let (ok, out, _) = lad_hub_cli(
         &["dead-letters", "list", "--topic", "some.other.topic"],
@@ -677,14 +684,20 @@ async fn offsets_left_past_the_end_of_a_recreated_topic_are_detected_and_reset(p
         "{m}"
     );
     assert!(sample_sum(&m, "lad_consumer_offsets_past_end_total", &[]) >= 1.0);
-    assert_eq!(applied().await, 5, "the new records were skipped, not applied");
+    assert_eq!(
+        applied().await,
+        5,
+        "the new records were skipped, not applied"
+    );
 
     let env = vec![
         ("DATABASE_URL", database_url(&pool).await),
         ("KAFKA_BROKERS", brokers()),
     ];
     let (ok, out, err) = lad_hub_cli(
-        &["offsets", "reset", "--topic", &campaigns, "--to", "earliest"],
+        &[
+            "offsets", "reset", "--topic", &campaigns, "--to", "earliest",
+        ],
         &env,
     );
     assert!(ok, "{err}");
@@ -700,9 +713,90 @@ async fn offsets_left_past_the_end_of_a_recreated_topic_are_detected_and_reset(p
         &[activity(tenant, campaign, enrollment, "clicked")],
     )
     .await;
-    eventually(60, "the skipped records applied after the reset", || async {
-        (applied().await == 8).then_some(())
-    })
+    eventually(
+        60,
+        "the skipped records applied after the reset",
+        || async { (applied().await == 8).then_some(()) },
+    )
     .await;
     green(hub.addr, 30).await;
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn json_logs_are_one_object_per_line_with_the_same_fields(pool: PgPool) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lad-hub"))
+        .arg("migrate")
+        .env("DATABASE_URL", database_url(&pool).await)
+        .env("LAD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run lad-hub migrate");
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?} is not JSON: {e}")))
+        .collect();
+    let applied = lines
+        .iter()
+        .find(|l| l["message"] == "migrations applied")
+        .expect("the migrate log line");
+    assert_eq!(applied["level"], "INFO");
+    assert!(applied["timestamp"].is_string() && applied["target"].is_string());
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn dead_letters_past_their_retention_are_deleted(pool: PgPool) {
+    for (offset, age_days) in [(1i64, 40), (2, 10)] {
+        sqlx::query(
+            "INSERT INTO hub_dead_letters (topic, kafka_partition, kafka_offset, reason, error_kind, created_at)
+             VALUES ('t', 0, $1, 'r', 'invalid_json', now() - make_interval(days => $2))",
+        )
+        .bind(offset)
+        .bind(age_days)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let deleted = lad_hub::maintenance::expire_dead_letters(&pool, 30)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let left: Vec<i64> = sqlx::query_scalar("SELECT kafka_offset FROM hub_dead_letters")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, [2]);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn sigterm_publishes_every_batch_committed_before_the_relay_stops(pool: PgPool) {
+    let topics = Topics::new();
+    let mut hub = Hub::start(
+        &pool,
+        &topics,
+        HubOptions {
+            batch_max: 100,
+            ..HubOptions::default()
+        },
+    )
+    .await;
+    let (tenant, campaign) = (Uuid::new_v4(), Uuid::new_v4());
+    let events: Vec<Event> = (0..3000)
+        .map(|_| activity(tenant, campaign, Uuid::new_v4(), "sent"))
+        .collect();
+    produce(&producer(false), &topics.campaigns(), &events).await;
+    let sql = format!(
+        "SELECT COALESCE(sum(count), 0)::bigint FROM campaign_step_stats WHERE campaign_id = '{campaign}'"
+    );
+    eventually(60, "the first batches applied", || async {
+        (count(&pool, &sql).await > 0).then_some(())
+    })
+    .await;
+    // Mid-stream: pipelines finish their batch, then the relay drains.
+    hub.terminate();
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM hub_outbox").await,
+        0,
+        "every committed batch was published before the hub exited"
+    );
 }
