@@ -16,6 +16,10 @@ use std::time::Duration;
     about = "LAD live hub: Kafka -> Postgres -> WebSocket"
 )]
 pub struct Cli {
+    /// Log format on stderr: `text` for people, `json` (one object per line,
+    /// the same fields) for log shippers.
+    #[arg(long, global = true, env = "LAD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -25,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply migrations, then run the pipelines, the outbox relay and the WebSocket gateway.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create the database if missing and apply every migration.
     Migrate(DbArgs),
     /// Produce demo voice, campaign, billing and assistant traffic to the input topics.
@@ -37,6 +41,93 @@ pub enum Command {
     /// Exit 0 if the hub at LAD_HTTP_ADDR answers `GET /readyz` with 200, else 1
     /// (the container health check; no curl needed).
     Health(HealthArgs),
+    /// Inspect rejected records, and send them back to their topic once the
+    /// cause is fixed.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+    /// Repair the offsets stored in Postgres (after a topic was recreated).
+    #[command(subcommand)]
+    Offsets(OffsetsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// Print dead letters as JSON lines, newest first.
+    List(DeadLetterListArgs),
+    /// Produce the raw bytes (and key) of the selected dead letters to their
+    /// original topic again, and mark them replayed.
+    Replay(DeadLetterReplayArgs),
+}
+
+/// Which dead letters a command acts on. Filters combine (AND).
+#[derive(Debug, Clone, Args)]
+pub struct DeadLetterFilter {
+    /// Original input topic.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Text the reason contains (case-insensitive), or an error kind
+    /// (`invalid_json`, `rule_violation`, ...).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Rejected at or after this: an RFC 3339 instant, or an age such as
+    /// `30m`, `6h`, `2d`.
+    #[arg(long, value_parser = crate::dead_letters::parse_since)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only these dead letter ids (repeat or comma-separate).
+    #[arg(long = "id", value_delimiter = ',')]
+    pub ids: Vec<i64>,
+    /// At most this many.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeadLetterListArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub filter: DeadLetterFilter,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeadLetterReplayArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub filter: DeadLetterFilter,
+    /// Also replay dead letters replayed before (by default they are skipped,
+    /// so running the same command twice sends nothing twice).
+    #[arg(long)]
+    pub again: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OffsetsCommand {
+    /// Set the stored next offset of every partition of a topic to the
+    /// partition's first (`earliest`) or next (`latest`) offset on the broker.
+    Reset(OffsetsResetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OffsetsResetArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The input topic whose stored offsets are reset.
+    #[arg(long)]
+    pub topic: String,
+    /// `earliest`: apply everything the topic holds again (repeats are
+    /// caught by event_id within the dedupe window); `latest`: skip what it
+    /// holds now.
+    #[arg(long, value_parser = ["earliest", "latest"])]
+    pub to: String,
+    /// Only this consumer group's offsets (`<LAD_CONSUMER_GROUP>.<domain>`);
+    /// by default every group that stored offsets for the topic.
+    #[arg(long)]
+    pub group: Option<String>,
 }
 
 #[derive(Clone, Args)]
@@ -183,6 +274,8 @@ pub struct ServeArgs {
     pub topic_replication: i32,
     #[command(flatten)]
     pub ws: WsArgs,
+    #[command(flatten)]
+    pub ops: OpsArgs,
     /// Which parts run on this node: `all`, `consumers` (pipelines and relay) or `gateway`.
     #[arg(long, env = "LAD_ROLE", default_value = "all", value_parser = ["all", "consumers", "gateway"])]
     pub role: String,
@@ -253,6 +346,74 @@ impl WsArgs {
         cfg.pong_timeout = secs("LAD_WS_PONG_TIMEOUT_SECS", self.ws_pong_timeout_secs)?;
         cfg.replay.max_records = self.ws_replay_max_records;
         cfg.replay.max_age = secs("LAD_WS_REPLAY_MAX_AGE_SECS", self.ws_replay_max_age_secs)?;
+        Ok(())
+    }
+}
+
+/// Readiness thresholds, background checks, and how long the hub keeps
+/// what it only needs for a while.
+#[derive(Debug, Clone, Args)]
+pub struct OpsArgs {
+    /// `/readyz` fails when Postgres does not answer `SELECT 1` within this.
+    #[arg(long, env = "LAD_READY_DB_TIMEOUT_MS", default_value_t = 1000)]
+    pub ready_db_timeout_ms: u64,
+    /// `/readyz` fails when the brokers have not answered a metadata
+    /// request for this long.
+    #[arg(long, env = "LAD_READY_KAFKA_SECS", default_value_t = 30.0)]
+    pub ready_kafka_secs: f64,
+    /// `/readyz` fails when a pipeline has been on the same batch
+    /// (retrying it, or blocked) for this long, or the relay has been
+    /// failing for this long.
+    #[arg(long, env = "LAD_READY_STALL_SECS", default_value_t = 60.0)]
+    pub ready_stall_secs: f64,
+    /// `/readyz` fails when the oldest unpublished outbox row is this old.
+    #[arg(long, env = "LAD_READY_OUTBOX_AGE_SECS", default_value_t = 60.0)]
+    pub ready_outbox_age_secs: f64,
+    /// `/readyz` fails when the live reader is this many records of
+    /// `lad.live.v1` behind.
+    #[arg(long, env = "LAD_READY_LIVE_LAG", default_value_t = 50_000)]
+    pub ready_live_lag: i64,
+    /// Seconds between the background checks (broker reachability, lag,
+    /// offsets past the end, outbox and pool gauges).
+    #[arg(long, env = "LAD_MONITOR_INTERVAL_SECS", default_value_t = 5.0)]
+    pub monitor_interval_secs: f64,
+    /// Days an `event_id` is remembered for dedupe. Older daily partitions
+    /// of `hub_processed_events` are dropped (see README: what is still
+    /// caught after the window).
+    #[arg(long, env = "LAD_DEDUPE_WINDOW_DAYS", default_value_t = 7)]
+    pub dedupe_window_days: i32,
+    /// Days a row of `hub_dead_letters` is kept.
+    #[arg(long, env = "LAD_DEAD_LETTER_RETENTION_DAYS", default_value_t = 30)]
+    pub dead_letter_retention_days: i32,
+    /// Seconds between maintenance runs (dedupe partitions, dead letter
+    /// retention, `voice_call_logs` partitions).
+    #[arg(long, env = "LAD_MAINTENANCE_INTERVAL_SECS", default_value_t = 3600.0)]
+    pub maintenance_interval_secs: f64,
+}
+
+impl OpsArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = |name: &str, v: f64| {
+            Duration::try_from_secs_f64(v)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .map(|_| ())
+                .ok_or_else(|| format!("{name} must be a positive number of seconds, not {v}"))
+        };
+        positive("LAD_READY_KAFKA_SECS", self.ready_kafka_secs)?;
+        positive("LAD_READY_STALL_SECS", self.ready_stall_secs)?;
+        positive("LAD_READY_OUTBOX_AGE_SECS", self.ready_outbox_age_secs)?;
+        positive("LAD_MONITOR_INTERVAL_SECS", self.monitor_interval_secs)?;
+        positive(
+            "LAD_MAINTENANCE_INTERVAL_SECS",
+            self.maintenance_interval_secs,
+        )?;
+        if self.dedupe_window_days < 1 {
+            return Err("LAD_DEDUPE_WINDOW_DAYS must be at least 1".into());
+        }
+        if self.dead_letter_retention_days < 1 {
+            return Err("LAD_DEAD_LETTER_RETENTION_DAYS must be at least 1".into());
+        }
         Ok(())
     }
 }

@@ -1,12 +1,13 @@
 //! The HTTP surface besides the WebSocket: liveness, readiness, metrics.
 
 use crate::gateway::Gateway;
+use crate::readiness::Readiness;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use sqlx::PgPool;
 use std::sync::OnceLock;
@@ -17,6 +18,7 @@ pub struct AppState {
     /// `None` on a consumers-only node.
     pub gateway: Option<Gateway>,
     pub metrics: PrometheusHandle,
+    pub readiness: Readiness,
 }
 
 /// The process-wide Prometheus recorder (installed once, however many hubs
@@ -25,11 +27,18 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let mut builder = PrometheusBuilder::new();
+            for (name, buckets) in lad_consumers::metrics::HISTOGRAM_BUCKETS {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
+                    .expect("bucket lists are not empty");
+            }
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
+            lad_consumers::metrics::describe();
             handle
         })
         .clone()
@@ -48,17 +57,20 @@ pub fn router(state: AppState) -> Router {
     }
 }
 
-/// Ready when Postgres answers and, on a gateway node, the live reader has
-/// its partitions (before that, a subscriber would miss messages).
+/// 200 when every check passes, else 503; the body names each check and
+/// why it failed (see `readiness.rs`). `/healthz` stays a liveness check:
+/// a node that is not ready must not be restarted for it.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let db = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
-    let live = state.gateway.as_ref().is_none_or(Gateway::is_ready);
-    let status = if db && live {
+    let live_reader = state.gateway.as_ref().map(Gateway::is_ready);
+    let report = state.readiness.check(&state.pool, live_reader).await;
+    let ready = report.ready();
+    metrics::gauge!(lad_consumers::metrics::READY).set(if ready { 1.0 } else { 0.0 });
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(json!({"database": db, "live_reader": live})))
+    (status, Json(report.to_json()))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -11,6 +11,11 @@
 //! - [`startup`]: builds the running hub (migrations, topics, relay, one
 //!   pipeline per input topic, gateway, HTTP) and returns its address.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`readiness`]: the named checks of `/readyz` and their thresholds (pure).
+//! - [`monitor`]: background checks: broker reachability, lag, offsets past
+//!   the end, outbox and pool gauges.
+//! - [`maintenance`]: bounded tables (dedupe partitions, dead letter retention).
+//! - [`dead_letters`], [`offset_reset`]: operator commands.
 //! - [`dashboard`]: `GET /`, the live dashboard (assets compiled in).
 //! - [`auth`]: JWT verification (contract §7) and dev-token minting;
 //!   [`jwks`] the identity provider's keys; [`secrets`] the secret rules and redaction.
@@ -23,10 +28,15 @@
 pub mod auth;
 pub mod config;
 pub mod dashboard;
+pub mod dead_letters;
 pub mod demo;
 pub mod gateway;
 pub mod http;
 pub mod jwks;
+pub mod maintenance;
+pub mod monitor;
+pub mod offset_reset;
+pub mod readiness;
 pub mod safety;
 pub mod secrets;
 pub mod startup;

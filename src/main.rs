@@ -1,20 +1,30 @@
 use clap::Parser;
-use lad_hub::config::{Cli, Command};
-use lad_hub::{auth, demo, http, startup, watch};
+use lad_hub::config::{Cli, Command, DeadLetterCommand, OffsetsCommand};
+use lad_hub::{auth, dead_letters, demo, http, offset_reset, startup, watch};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rdkafka=warn,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rdkafka=warn,sqlx=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        // One JSON object per line with the same fields as the text format
+        // (timestamp, level, target, message, span fields), flattened so
+        // shippers index `fields.topic` as `topic`.
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    } else {
+        logs.init();
+    }
+    match cli.command {
         Command::Serve(args) => {
-            let hub = startup::start(args).await?;
+            let hub = startup::start(*args).await?;
             let stop = hub.shutdown.clone();
             tokio::spawn(async move {
                 wait_for_signal().await;
@@ -65,6 +75,9 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         }
+        Command::DeadLetters(DeadLetterCommand::List(args)) => dead_letters::list(args).await,
+        Command::DeadLetters(DeadLetterCommand::Replay(args)) => dead_letters::replay(args).await,
+        Command::Offsets(OffsetsCommand::Reset(args)) => offset_reset::reset(args).await,
     }
 }
 

@@ -4,11 +4,13 @@
 
 use crate::config::{DbArgs, ServeArgs};
 use crate::gateway::{Gateway, GatewayConfig};
-use crate::{demo, http};
+use crate::readiness::{Readiness, Thresholds};
+use crate::{demo, http, maintenance, monitor};
 use anyhow::Context;
 use lad_consumers::ai::AiDomain;
 use lad_consumers::billing::BillingDomain;
 use lad_consumers::campaigns::CampaignsDomain;
+use lad_consumers::health::HealthRegistry;
 use lad_consumers::kafka::{ensure_topics, KafkaSettings};
 use lad_consumers::live::LocalHandoff;
 use lad_consumers::outbox::{Relay, RelayWaker};
@@ -100,12 +102,19 @@ impl Running {
 }
 
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
+    args.ops.validate().map_err(anyhow::Error::msg)?;
+    // Before anything records: what start-up counts is exported too.
+    let metrics = http::metrics_handle();
     let shutdown = CancellationToken::new();
     // Before anything else: a hub that would accept forged tokens must not
     // touch the database or the broker at all.
     let verifier = crate::safety::token_verifier(&args.auth).await?;
     let snapshot_pool = crate::safety::snapshot_pool(&args.db, &args.limits)?;
     let pool = migrate(&args.db).await?;
+    // Today's dedupe partition must exist before the first batch.
+    maintenance::dedupe_partitions(&pool, args.ops.dedupe_window_days)
+        .await
+        .context("creating the dedupe partitions")?;
     let kafka = args.kafka.settings().map_err(anyhow::Error::msg)?;
     ensure_topics(
         &kafka,
@@ -118,6 +127,27 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
 
     let mut tasks = JoinSet::new();
     tasks.spawn(keep_partitions_ahead(pool.clone(), shutdown.clone()));
+    tasks.spawn(maintenance::run(
+        pool.clone(),
+        maintenance::Retention {
+            dedupe_window_days: args.ops.dedupe_window_days,
+            dead_letter_days: args.ops.dead_letter_retention_days,
+        },
+        Duration::from_secs_f64(args.ops.maintenance_interval_secs),
+        shutdown.clone(),
+    ));
+    let ops = &args.ops;
+    let readiness = Readiness::new(
+        Thresholds {
+            db_timeout: Duration::from_millis(ops.ready_db_timeout_ms),
+            kafka_down: Duration::from_secs_f64(ops.ready_kafka_secs),
+            stall: Duration::from_secs_f64(ops.ready_stall_secs),
+            outbox_age: Duration::from_secs_f64(ops.ready_outbox_age_secs),
+            live_lag: ops.ready_live_lag,
+        },
+        HealthRegistry::default(),
+        args.runs_consumers(),
+    );
 
     let mut gateway_cfg = GatewayConfig {
         verifier: Some(verifier),
@@ -132,9 +162,24 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     if args.runs_consumers() {
         let producer: FutureProducer =
             kafka.producer_config().create().context("kafka producer")?;
-        let relay = Relay::new(pool.clone(), producer.clone());
+        let relay = Relay::new(pool.clone(), producer.clone())
+            .with_health(readiness.loops.register("relay"));
         let waker = relay.waker();
-        let relay_stop = shutdown.clone();
+        // Shutdown in order: the relay keeps publishing until every
+        // pipeline has committed its last batch (each holds a sender of
+        // `pipelines_running`; the channel closes when the last one
+        // returns), then drains what they committed.
+        let (pipelines_running, mut all_stopped) = tokio::sync::mpsc::channel::<()>(1);
+        let relay_stop = CancellationToken::new();
+        {
+            let (stop, shutdown) = (relay_stop.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                shutdown.cancelled().await;
+                while all_stopped.recv().await.is_some() {}
+                stop.cancel();
+                Ok(())
+            });
+        }
         tasks.spawn(async move {
             relay.run(relay_stop).await;
             Ok(())
@@ -148,6 +193,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             waker: &waker,
             shutdown: &shutdown,
             local: args.runs_gateway().then(|| gateway.local_handoff()),
+            health: &readiness.loops,
+            running: pipelines_running,
         };
         spawn.pipeline(&mut tasks, "voice", &t.topic_voice, VoiceDomain)?;
         spawn.pipeline(&mut tasks, "campaigns", &t.topic_campaigns, CampaignsDomain)?;
@@ -164,6 +211,28 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         );
         tasks.spawn(async move { g.run_live_reader(&k, &topic, stop).await });
     }
+
+    let t = &args.topics;
+    let monitor = monitor::Monitor {
+        pool: pool.clone(),
+        kafka: kafka.clone(),
+        inputs: [
+            ("voice", &t.topic_voice),
+            ("campaigns", &t.topic_campaigns),
+            ("billing", &t.topic_billing),
+            ("ai", &t.topic_ai),
+        ]
+        .into_iter()
+        .map(|(name, topic)| (format!("{}.{name}", args.consumer_group), topic.clone()))
+        .collect(),
+        live: args
+            .runs_gateway()
+            .then(|| (t.topic_live.clone(), gateway.clone())),
+        readiness: readiness.clone(),
+        every: Duration::from_secs_f64(args.ops.monitor_interval_secs),
+        runs_consumers: args.runs_consumers(),
+    };
+    tasks.spawn(monitor.run(shutdown.clone()));
 
     if args.demo {
         let demo_args = crate::config::DemoArgs {
@@ -184,7 +253,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let app = http::router(http::AppState {
         pool,
         gateway: args.runs_gateway().then_some(gateway),
-        metrics: http::metrics_handle(),
+        metrics,
+        readiness,
     });
     let stop = shutdown.clone();
     tasks.spawn(async move {
@@ -209,6 +279,9 @@ struct PipelineSpawner<'a> {
     waker: &'a RelayWaker,
     shutdown: &'a CancellationToken,
     local: Option<LocalHandoff>,
+    health: &'a HealthRegistry,
+    /// Held by every pipeline task until it returns (see the relay's stop).
+    running: tokio::sync::mpsc::Sender<()>,
 }
 
 impl PipelineSpawner<'_> {
@@ -242,8 +315,14 @@ impl PipelineSpawner<'_> {
             Some(local) => pipeline.with_local_handoff(local.clone()),
             None => pipeline,
         };
+        let pipeline = pipeline.with_health(self.health.register(&format!("pipeline:{name}")));
         let stop = self.shutdown.clone();
-        tasks.spawn(async move { pipeline.run(stop).await.map_err(anyhow::Error::from) });
+        let running = self.running.clone();
+        tasks.spawn(async move {
+            let result = pipeline.run(stop).await.map_err(anyhow::Error::from);
+            drop(running);
+            result
+        });
         Ok(())
     }
 }

@@ -104,6 +104,7 @@ mod tests {
             offset: 41,
             key: Some(b"k1".to_vec()),
             payload: Some(b"{oops".to_vec()),
+            timestamp_ms: None,
         };
         let letter = DeadLetter {
             topic: "lad.voice.call-events.v1",

@@ -11,6 +11,8 @@
 //! - [`dead_letters`], [`outbox`]: rejected records, and the transactional outbox and its relay.
 //! - [`live`]: live updates and channel names, shared with the gateway.
 //! - [`kafka`]: librdkafka configuration with user overrides, topic creation.
+//! - [`metrics`]: every Prometheus series, its HELP text and buckets.
+//! - [`health`]: what each loop reports to readiness (busy since, failing how).
 //! - `store_util`: SQL shapes the domains' stores share (locking rows by id).
 //! - One module per domain, each with the same files:
 //!   `event.rs` (types and decoding), `apply.rs` (pure merge/aggregate logic),
@@ -22,8 +24,10 @@ pub mod billing;
 pub mod campaigns;
 pub mod dead_letters;
 pub mod envelope;
+pub mod health;
 pub mod kafka;
 pub mod live;
+pub mod metrics;
 pub mod offsets;
 pub mod outbox;
 pub mod pipeline;

@@ -102,6 +102,10 @@ pub struct LiveRecord<'a> {
     /// State messages only: the entity, for conflation.
     #[serde(default, borrow)]
     pub key: Option<Cow<'a, str>>,
+    /// Committed records only: when the transaction that wrote it committed
+    /// (the batch's clock), for the commit-to-socket latency.
+    #[serde(default)]
+    pub committed_at: Option<DateTime<Utc>>,
     #[serde(borrow)]
     pub data: &'a RawValue,
 }

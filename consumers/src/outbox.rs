@@ -7,13 +7,15 @@
 //! between publish and delete publishes it again with the same `id`, which is
 //! how the gateway (and any analytics consumer) drops the repeat.
 
+use crate::health::{FailureKind, LoopHealth};
+use crate::metrics as m;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -82,8 +84,20 @@ pub enum RelayError {
     Db(#[from] sqlx::Error),
     #[error("broker: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("unreadable outbox row: {0}")]
-    Corrupt(#[from] serde_json::Error),
+    /// A row that does not parse can never be published: it blocks every
+    /// row after it (the order is the guarantee), so it is reported as a
+    /// permanent failure naming the row for an operator to inspect.
+    #[error("unreadable outbox row {row}: {source}")]
+    Corrupt { row: i64, source: serde_json::Error },
+}
+
+impl RelayError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            RelayError::Db(_) | RelayError::Kafka(_) => FailureKind::Transient,
+            RelayError::Corrupt { .. } => FailureKind::Permanent,
+        }
+    }
 }
 
 /// Only one relay publishes at a time across all hub processes: rows are
@@ -97,6 +111,7 @@ pub struct Relay {
     waker: RelayWaker,
     rows_per_drain: i64,
     poll_every: Duration,
+    health: LoopHealth,
 }
 
 impl Relay {
@@ -107,7 +122,14 @@ impl Relay {
             waker: RelayWaker::default(),
             rows_per_drain: 64,
             poll_every: Duration::from_millis(250),
+            health: LoopHealth::default(),
         }
+    }
+
+    /// Reports the relay's failures to readiness.
+    pub fn with_health(mut self, health: LoopHealth) -> Relay {
+        self.health = health;
+        self
     }
 
     pub fn waker(&self) -> RelayWaker {
@@ -120,17 +142,31 @@ impl Relay {
             match self.drain_once().await {
                 Ok(0) => {
                     failures = 0;
+                    self.health.done();
                     tokio::select! {
                         _ = self.waker.0.notified() => {}
                         _ = tokio::time::sleep(self.poll_every) => {}
                         _ = shutdown.cancelled() => break,
                     }
                 }
-                Ok(_) => failures = 0,
+                Ok(_) => {
+                    failures = 0;
+                    self.health.done();
+                }
                 Err(e) => {
                     failures += 1;
-                    tracing::warn!(error = %e, failures, "outbox relay failed; retrying");
-                    metrics::counter!("lad_relay_errors_total").increment(1);
+                    let kind = e.kind();
+                    self.health.failed(kind, &e);
+                    match kind {
+                        FailureKind::Transient => {
+                            tracing::warn!(error = %e, failures, "outbox relay failed; retrying")
+                        }
+                        FailureKind::Permanent => tracing::error!(error = %e, failures,
+                            "outbox relay stuck on a row it cannot read; nothing after it is published until the row is repaired or deleted; /readyz is red"),
+                    }
+                    metrics::counter!(m::RELAY_ERRORS, "kind" => kind.as_str()).increment(1);
+                    metrics::counter!(m::LOOP_FAILURES, "loop" => "relay", "kind" => kind.as_str())
+                        .increment(1);
                     let backoff = Duration::from_millis(100 * u64::from(failures.min(50)));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -176,9 +212,14 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
+        let publishing = Instant::now();
         let mut deliveries = Vec::new();
         for (row_id, text) in &rows {
-            let records: Vec<StoredRecord<'_>> = serde_json::from_str(text)?;
+            let records: Vec<StoredRecord<'_>> =
+                serde_json::from_str(text).map_err(|source| RelayError::Corrupt {
+                    row: *row_id,
+                    source,
+                })?;
             for (i, record) in records.iter().enumerate() {
                 let payload = with_id(record.value, &format!("{row_id}.{i}"));
                 deliveries.push(
@@ -194,13 +235,14 @@ impl Relay {
                 Err(_) => return Err(rdkafka::error::KafkaError::Canceled.into()),
             }
         }
+        metrics::histogram!(m::RELAY_PUBLISH_SECONDS).record(publishing.elapsed().as_secs_f64());
         let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
         sqlx::query("DELETE FROM hub_outbox WHERE id = ANY($1)")
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        metrics::counter!("lad_relay_rows_total").increment(ids.len() as u64);
+        metrics::counter!(m::RELAY_ROWS).increment(ids.len() as u64);
         Ok(ids.len())
     }
 

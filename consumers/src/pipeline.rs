@@ -9,7 +9,9 @@
 
 use crate::dead_letters::{self, DeadLetter};
 use crate::envelope::{Envelope, Rejection};
+use crate::health::{FailureKind, LoopHealth};
 use crate::live::{LiveRecord, LiveUpdate, LocalHandoff};
+use crate::metrics as m;
 use crate::offsets::{self, FenceDecision};
 use crate::outbox::{self, OutboxRecord, RelayWaker};
 use chrono::{DateTime, Utc};
@@ -34,6 +36,9 @@ pub struct RawRecord {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
+    /// The record's Kafka timestamp (ms since the epoch), for the
+    /// produce-to-commit latency.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// Envelope facts of an accepted event, and which record of the batch it came from.
@@ -147,25 +152,89 @@ pub enum PipelineError {
     /// batch is split until the refused record is isolated and dead-lettered.
     #[error("database refused the batch: {0}")]
     Refused(sqlx::Error),
+    /// The hub's own statements or schema are wrong (an undefined table or
+    /// column, a value that does not decode, a privilege missing): no input
+    /// record is at fault, so nothing is dead-lettered, and retrying cannot
+    /// fix it. The loop keeps the batch (a fix or a migration may come) and
+    /// reports itself stuck.
+    #[error("hub defect (not the input's fault): {0}")]
+    Defect(sqlx::Error),
     #[error("broker: {0}")]
     Kafka(#[from] KafkaError),
 }
 
+impl PipelineError {
+    /// How the retry loop and readiness treat this error when it reaches
+    /// them (a refusal normally does not: the batch is split and the
+    /// record dead-lettered; one that still fails is a permanent failure).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            PipelineError::Transient(_) | PipelineError::Kafka(_) => FailureKind::Transient,
+            PipelineError::Refused(_) | PipelineError::Defect(_) => FailureKind::Permanent,
+        }
+    }
+}
+
+/// What a database error says about whose fault it is, by SQLSTATE class.
+fn classify(e: &sqlx::Error) -> FailureClass {
+    match e {
+        // A missing partition (of the dedupe table, or of a domain's) is
+        // reported as a check violation, but it is the schema's fault: split
+        // and dead-lettered, every record of the day would be lost to it.
+        sqlx::Error::Database(db) if db.message().starts_with("no partition of relation") => {
+            FailureClass::Defect
+        }
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some(code) => classify_sqlstate(code),
+            None => FailureClass::Refused,
+        },
+        // The connection, not the statement.
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => FailureClass::Transient,
+        // Decoding a column, a missing column or type: the hub's code.
+        _ => FailureClass::Defect,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureClass {
+    Transient,
+    Refused,
+    Defect,
+}
+
+fn classify_sqlstate(code: &str) -> FailureClass {
+    match code {
+        // serialization failure, deadlock, lock timeout, shutdown, too many connections
+        "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300" => {
+            FailureClass::Transient
+        }
+        // Connection exceptions, insufficient resources (disk full, out of
+        // memory), system errors: the server's state, not the statement.
+        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("58") => {
+            FailureClass::Transient
+        }
+        // Data exceptions, integrity constraints, errors raised by a
+        // function: this data is refused, other data would pass.
+        c if c.starts_with("22") || c.starts_with("23") || c.starts_with("P0") => {
+            FailureClass::Refused
+        }
+        // Syntax or access rule (undefined table or column, privilege),
+        // feature not supported, internal errors: every record would fail.
+        _ => FailureClass::Defect,
+    }
+}
+
 impl From<sqlx::Error> for PipelineError {
     fn from(e: sqlx::Error) -> PipelineError {
-        let transient = match &e {
-            sqlx::Error::Database(db) => match db.code().as_deref() {
-                // serialization failure, deadlock, lock timeout, shutdown, too many connections
-                Some("40001" | "40P01" | "55P03" | "57P01" | "57P03" | "53300") => true,
-                Some(code) => code.starts_with("08"),
-                None => false,
-            },
-            _ => true,
-        };
-        if transient {
-            PipelineError::Transient(e)
-        } else {
-            PipelineError::Refused(e)
+        match classify(&e) {
+            FailureClass::Transient => PipelineError::Transient(e),
+            FailureClass::Refused => PipelineError::Refused(e),
+            FailureClass::Defect => PipelineError::Defect(e),
         }
     }
 }
@@ -358,15 +427,12 @@ impl<D: Domain> BatchApplier<D> {
             HashSet::new()
         } else {
             let ids: Vec<Uuid> = candidates.iter().map(|a| a.meta.event_id).collect();
-            sqlx::query_scalar(
-                "INSERT INTO hub_processed_events (event_id)
-                 SELECT UNNEST($1::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id",
-            )
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect()
+            sqlx::query_scalar(DEDUPE_SQL)
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect()
         };
         let fresh: Vec<Accepted<D::Event>> = candidates
             .into_iter()
@@ -379,6 +445,16 @@ impl<D: Domain> BatchApplier<D> {
         let mut fx = Effects::new(Utc::now());
         if !fresh.is_empty() {
             self.domain.apply(&mut tx, &fresh, &mut fx).await?;
+        }
+        if !fx.rejected.is_empty() {
+            // A rejected event was not applied: forget its id, so the same
+            // record sent again once its cause is fixed (`lad-hub
+            // dead-letters replay`) is applied rather than taken for a repeat.
+            let ids: Vec<Uuid> = fx.rejected.iter().map(|(m, _)| m.event_id).collect();
+            sqlx::query("DELETE FROM hub_processed_events WHERE event_id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
         }
         let applied = started.elapsed();
         outcome.applied = fresh.len() - fx.rejected.len();
@@ -431,17 +507,57 @@ impl<D: Domain> BatchApplier<D> {
             "batch committed"
         );
 
-        metrics::histogram!("lad_batch_seconds", "topic" => cfg.topic.clone())
+        metrics::histogram!(m::BATCH_SECONDS, "topic" => cfg.topic.clone())
             .record(started.elapsed().as_secs_f64());
-        metrics::counter!("lad_events_applied_total", "topic" => cfg.topic.clone())
+        metrics::counter!(m::EVENTS_APPLIED, "topic" => cfg.topic.clone())
             .increment(outcome.applied as u64);
-        metrics::counter!("lad_events_rejected_total", "topic" => cfg.topic.clone())
+        metrics::counter!(m::EVENTS_REJECTED, "topic" => cfg.topic.clone())
             .increment(outcome.rejected as u64);
-        metrics::counter!("lad_events_duplicate_total", "topic" => cfg.topic.clone())
+        metrics::counter!(m::EVENTS_DUPLICATE, "topic" => cfg.topic.clone())
             .increment(outcome.duplicates as u64);
+        if outcome.already_applied > 0 {
+            metrics::counter!(m::RECORDS_ALREADY_APPLIED, "topic" => cfg.topic.clone())
+                .increment(outcome.already_applied as u64);
+        }
+        let committed_ms = Utc::now().timestamp_millis();
+        let latency =
+            metrics::histogram!(m::PRODUCE_TO_COMMIT_SECONDS, "topic" => cfg.topic.clone());
+        for (record, _) in records.iter().zip(&live_records).filter(|(_, live)| **live) {
+            if let Some(ts) = record.timestamp_ms {
+                latency.record((committed_ms - ts).max(0) as f64 / 1000.0);
+            }
+        }
         Ok(outcome)
     }
 }
+
+/// Records the batch's event ids (all distinct) in `hub_processed_events`
+/// and returns the ones never applied before. The table is partitioned by
+/// the UTC day an event was first applied (migration 0004), so its unique
+/// key is `(event_id, applied_on)`: an id is first looked up across every
+/// retained day, then inserted for today. Within ten minutes
+/// of midnight it is inserted for both days around it, so two transactions
+/// on either side of midnight still collide on one key and the second waits
+/// for the first (an id is fresh only if none of its rows already existed).
+/// The clock is the statement's, not the transaction's start.
+const DEDUPE_SQL: &str = "
+WITH t AS MATERIALIZED (
+    SELECT clock_timestamp() AT TIME ZONE 'UTC' AS ts
+), days AS (
+    SELECT ts::date AS day FROM t
+    UNION SELECT (ts - interval '10 minutes')::date FROM t
+    UNION SELECT (ts + interval '10 minutes')::date FROM t
+), seen AS (
+    SELECT event_id FROM hub_processed_events WHERE event_id = ANY($1)
+), ins AS (
+    INSERT INTO hub_processed_events (event_id, applied_on)
+    SELECT e.event_id, d.day
+    FROM UNNEST($1::uuid[]) AS e(event_id) CROSS JOIN days d
+    WHERE NOT EXISTS (SELECT 1 FROM seen s WHERE s.event_id = e.event_id)
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+SELECT event_id FROM ins GROUP BY event_id HAVING count(*) = (SELECT count(*) FROM days)";
 
 /// The outbox record of a committed update (the relay adds its `id`).
 pub fn live_record(live_topic: &str, u: &LiveUpdate, committed_at: DateTime<Utc>) -> OutboxRecord {
@@ -503,6 +619,7 @@ pub struct Pipeline<D: Domain> {
     waker: RelayWaker,
     cfg: Arc<PipelineConfig>,
     local: Option<LocalHandoff>,
+    health: LoopHealth,
 }
 
 impl<D: Domain> Pipeline<D> {
@@ -531,7 +648,14 @@ impl<D: Domain> Pipeline<D> {
             waker,
             cfg,
             local: None,
+            health: LoopHealth::default(),
         })
+    }
+
+    /// Reports this pipeline's batches and failures to readiness.
+    pub fn with_health(mut self, health: LoopHealth) -> Self {
+        self.health = health;
+        self
     }
 
     /// Also hands ephemeral records to this process's gateway (see
@@ -642,6 +766,7 @@ impl<D: Domain> Pipeline<D> {
     ) -> Option<BatchOutcome> {
         let mut decoded = Some(decoded);
         let mut attempt = 0u32;
+        self.health.busy();
         loop {
             let d = decoded.take().unwrap_or_else(|| {
                 // Ephemeral updates were published on the first attempt.
@@ -650,10 +775,29 @@ impl<D: Domain> Pipeline<D> {
                 d
             });
             match self.applier.apply(records, d, tried_seeks).await {
-                Ok(outcome) => return Some(outcome),
+                Ok(outcome) => {
+                    self.health.done();
+                    return Some(outcome);
+                }
                 Err(e) => {
                     attempt += 1;
-                    tracing::warn!(error = %e, attempt, topic = %self.cfg.topic, "batch failed; retrying");
+                    let kind = e.kind();
+                    self.health.failed(kind, &e);
+                    metrics::counter!(m::PIPELINE_RETRIES, "topic" => self.cfg.topic.clone(), "kind" => kind.as_str())
+                        .increment(1);
+                    metrics::counter!(m::LOOP_FAILURES, "loop" => self.health.name().to_owned(), "kind" => kind.as_str())
+                        .increment(1);
+                    match kind {
+                        FailureKind::Transient => {
+                            tracing::warn!(error = %e, attempt, topic = %self.cfg.topic, "batch failed; retrying")
+                        }
+                        // Retried all the same (a fix may be deployed under a
+                        // running hub), but loudly, and readiness goes red.
+                        FailureKind::Permanent => {
+                            tracing::error!(error = %e, attempt, topic = %self.cfg.topic,
+                                "batch failed for a reason retrying will not fix (a bug or the schema); retrying, /readyz is red")
+                        }
+                    }
                     let backoff = Duration::from_millis(50 * u64::from(attempt.min(40)));
                     tokio::select! {
                         _ = shutdown.cancelled() => return None,
@@ -716,7 +860,7 @@ impl<D: Domain> Pipeline<D> {
             // Fire and forget: an ephemeral update lost to a full queue is
             // better than a stalled pipeline; the completed reply is durable.
             if let Err((e, _)) = self.producer.send_result(record) {
-                metrics::counter!("lad_ephemeral_dropped_total").increment(1);
+                metrics::counter!(m::EPHEMERAL_DROPPED).increment(1);
                 tracing::warn!(error = %e, "ephemeral live update dropped");
             }
         }
@@ -729,5 +873,41 @@ fn own<M: Message>(m: &M) -> RawRecord {
         offset: m.offset(),
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec),
+        timestamp_ms: m.timestamp().to_millis(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_steer_the_loop_by_whose_fault_they_are() {
+        use FailureClass::*;
+        for (code, class) in [
+            ("40001", Transient), // serialization failure
+            ("40P01", Transient), // deadlock
+            ("08006", Transient), // connection failure
+            ("57P01", Transient), // admin shutdown
+            ("53100", Transient), // disk full
+            ("23514", Refused),   // check violation: this record
+            ("22003", Refused),   // numeric out of range: this record
+            ("P0001", Refused),   // raised by a function
+            ("42P01", Defect),    // undefined table: every record
+            ("42703", Defect),    // undefined column
+            ("42501", Defect),    // insufficient privilege
+            ("XX000", Defect),    // internal error
+        ] {
+            assert_eq!(classify_sqlstate(code), class, "{code}");
+        }
+    }
+
+    #[test]
+    fn only_dependency_failures_are_transient() {
+        let pool_timeout = PipelineError::from(sqlx::Error::PoolTimedOut);
+        assert_eq!(pool_timeout.kind(), FailureKind::Transient);
+        let decode = PipelineError::from(sqlx::Error::ColumnNotFound("x".into()));
+        assert!(matches!(decode, PipelineError::Defect(_)));
+        assert_eq!(decode.kind(), FailureKind::Permanent);
     }
 }

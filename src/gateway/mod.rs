@@ -304,6 +304,14 @@ impl Gateway {
                 .dispatch(position, source.topic_position(), &rec, channel);
         if delivered > 0 {
             metrics::counter!("lad_ws_deliveries_total").increment(delivered as u64);
+            if let Some(committed_at) = rec.committed_at {
+                // The hub's SLO, one count per socket the message was queued to.
+                let secs = (chrono::Utc::now() - committed_at)
+                    .num_microseconds()
+                    .unwrap_or(0);
+                metrics::histogram!(lad_consumers::metrics::COMMIT_TO_SOCKET_SECONDS)
+                    .record_many(secs.max(0) as f64 / 1e6, delivered);
+            }
         }
     }
 
@@ -380,6 +388,8 @@ async fn upgrade(
         Ok(claims) => claims,
         Err(e) => {
             metrics::counter!("lad_ws_refused_total", "reason" => "unauthorized").increment(1);
+            metrics::counter!(lad_consumers::metrics::AUTH_FAILURES, "reason" => auth_failure_reason(&e))
+                .increment(1);
             let body = Json(json!({ "error": "unauthorized", "message": e.to_string() }));
             return (
                 StatusCode::UNAUTHORIZED,
@@ -412,6 +422,29 @@ async fn upgrade(
             let _permit = permit;
             session::serve(gw, claims, socket).await
         })
+}
+
+/// The `reason` label of an authentication failure.
+fn auth_failure_reason(e: &AuthError) -> &'static str {
+    match e {
+        AuthError::Missing => "missing",
+        AuthError::Malformed => "malformed",
+        AuthError::Forged => "forged",
+        AuthError::WrongAlgorithm => "wrong_algorithm",
+        AuthError::UnknownKey => "unknown_key",
+        AuthError::Expired => "expired",
+        AuthError::WrongIssuer => "wrong_issuer",
+        AuthError::WrongAudience => "wrong_audience",
+        AuthError::LifetimeTooLong => "lifetime_too_long",
+    }
+}
+
+/// Per `lad.live.v1` partition, the offset of the last record this node
+/// started dispatching (for the live reader's lag).
+impl Gateway {
+    pub fn live_read_positions(&self) -> Vec<(i32, i64)> {
+        self.inner.registry.read_positions()
+    }
 }
 
 async fn sweep_idle_channels(inner: Weak<Inner>, shutdown: CancellationToken) {

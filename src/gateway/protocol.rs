@@ -43,6 +43,20 @@ pub enum ErrorCode {
     RateLimited,
 }
 
+impl ErrorCode {
+    /// The code as it appears in the `error` frame (and in metrics labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownChannel => "unknown_channel",
+            ErrorCode::NotSubscribed => "not_subscribed",
+            ErrorCode::Internal => "internal",
+            ErrorCode::RateLimited => "rate_limited",
+        }
+    }
+}
+
 /// A request the hub refuses; it becomes an `error` frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {

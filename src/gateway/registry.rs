@@ -333,6 +333,14 @@ impl ChannelRegistry {
         self.read_up_to.insert(at.partition, at.offset);
     }
 
+    /// Per partition, the offset of the last record whose dispatch started.
+    pub fn read_positions(&self) -> Vec<(i32, i64)> {
+        self.read_up_to
+            .iter()
+            .map(|e| (*e.key(), *e.value()))
+            .collect()
+    }
+
     /// Registers `conn` on `channel` (replacing an earlier subscription of
     /// the same connection). Assistant channels are answered at once from
     /// memory; the others wait for [`ChannelRegistry::complete`]. With a

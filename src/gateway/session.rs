@@ -230,6 +230,8 @@ impl Session {
             }
         };
         if let Err(refusal) = outcome {
+            metrics::counter!(lad_consumers::metrics::WS_REQUESTS_REFUSED, "code" => refusal.code.as_str())
+                .increment(1);
             self.reply(refusal.to_frame());
         }
     }

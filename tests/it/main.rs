@@ -9,6 +9,7 @@ mod faults;
 mod gateway;
 mod jwks;
 mod migrate;
+mod ops;
 mod safety;
 mod shutdown;
 mod support;

@@ -56,6 +56,7 @@ impl<D: Domain> Feed<D> {
                     offset,
                     key: self.key.clone(),
                     payload: Some(payload),
+                    timestamp_ms: None,
                 }
             })
             .collect()

@@ -253,7 +253,7 @@ async fn start_hub(argv: Vec<String>) -> anyhow::Result<lad_hub::startup::Runnin
     let Command::Serve(serve) = Cli::try_parse_from(argv)?.command else {
         anyhow::bail!("not a `lad-hub serve` command line");
     };
-    lad_hub::startup::start(serve).await
+    lad_hub::startup::start(*serve).await
 }
 
 fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
