@@ -35,6 +35,17 @@ pub fn metrics_handle() -> PrometheusHandle {
             }
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
+            // Histogram samples wait in the recorder until they are folded
+            // into buckets; without a scrape they would pile up, so fold
+            // them on a clock (what the exporter's own install does).
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                })
+                .expect("a thread for metrics upkeep");
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }

@@ -141,7 +141,7 @@ pub fn describe() {
     describe_histogram!(
         COMMIT_TO_SOCKET_SECONDS,
         Unit::Seconds,
-        "The hub's SLO: from the commit of a change to its dispatch to the subscribed sockets on this node (relayed records)."
+        "The hub's SLO: from the commit of a change to its dispatch to the subscribed sockets on this node (one sample per relayed message that had a subscriber)."
     );
     describe_counter!(
         WS_REQUESTS_REFUSED,

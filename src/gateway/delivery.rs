@@ -10,7 +10,9 @@
 //!
 //! The replaced message's slot is left as a hole and the new one goes to the
 //! back, so frames still leave in position order; holes are compacted away
-//! once they are half the queue.
+//! once they are half the queue. A socket that keeps up (a few frames
+//! queued) pays nothing for this: the map of waiting entities is only built
+//! once the queue is [`BEHIND_AT`] long, and dropped when it empties.
 
 use axum::extract::ws::Utf8Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -48,6 +50,9 @@ pub enum Pushed {
 
 /// Holes tolerated before a compaction is considered.
 const MIN_HOLES_TO_COMPACT: usize = 64;
+/// Frames queued from which a socket counts as behind and its state
+/// messages are merged.
+pub const BEHIND_AT: usize = 32;
 
 #[derive(Debug)]
 pub struct DeliveryQueue {
@@ -56,8 +61,10 @@ pub struct DeliveryQueue {
     /// The sequence number of `slots[0]`; a slot's number never changes
     /// while it is queued, except in a compaction.
     head: u64,
-    /// Entity → the sequence number of its queued message.
-    keyed: HashMap<Arc<str>, u64>,
+    /// Entity → the sequence number of its queued message, while the
+    /// socket is behind.
+    keyed: Option<HashMap<Arc<str>, u64>>,
+    behind_at: usize,
     holes: usize,
     event_bytes: usize,
     budget: usize,
@@ -68,10 +75,15 @@ impl DeliveryQueue {
     /// accepted into an empty budget, so a large `subscribed` frame (a big
     /// snapshot) never cuts a socket by itself.
     pub fn new(budget: usize) -> DeliveryQueue {
+        DeliveryQueue::behind_from(budget, BEHIND_AT)
+    }
+
+    fn behind_from(budget: usize, behind_at: usize) -> DeliveryQueue {
         DeliveryQueue {
             slots: VecDeque::new(),
             head: 0,
-            keyed: HashMap::new(),
+            keyed: None,
+            behind_at,
             holes: 0,
             event_bytes: 0,
             budget,
@@ -88,8 +100,11 @@ impl DeliveryQueue {
             self.slots.push_back(Some(item));
             return Pushed::Queued;
         };
+        if self.keyed.is_none() && self.slots.len() + 1 >= self.behind_at {
+            self.index_entities();
+        }
         let seq = self.head + self.slots.len() as u64;
-        let replaced = match self.keyed.insert(key, seq) {
+        let replaced = match self.keyed.as_mut().and_then(|k| k.insert(key, seq)) {
             Some(old) => {
                 self.slots[(old - self.head) as usize] = None;
                 self.holes += 1;
@@ -114,13 +129,18 @@ impl DeliveryQueue {
                 self.holes -= 1;
                 continue;
             };
-            match &item.key {
-                Some(key) => {
-                    if self.keyed.get(key) == Some(&seq) {
-                        self.keyed.remove(key);
+            match (&item.key, &mut self.keyed) {
+                (Some(key), Some(keyed)) => {
+                    if keyed.get(key) == Some(&seq) {
+                        keyed.remove(key);
                     }
                 }
-                None => self.event_bytes -= item.frame.len(),
+                (Some(_), None) => {}
+                (None, _) => self.event_bytes -= item.frame.len(),
+            }
+            if self.slots.is_empty() {
+                // Caught up: no longer behind.
+                self.keyed = None;
             }
             return Some(item);
         }
@@ -150,15 +170,33 @@ impl DeliveryQueue {
         std::iter::from_fn(move || self.pop())
     }
 
+    /// The socket fell behind: from now on a state message replaces the
+    /// one queued for its entity, starting with those already queued.
+    fn index_entities(&mut self) {
+        let mut keyed = HashMap::new();
+        for i in 0..self.slots.len() {
+            let Some(Outgoing { key: Some(key), .. }) = &self.slots[i] else {
+                continue;
+            };
+            if let Some(old) = keyed.insert(key.clone(), self.head + i as u64) {
+                self.slots[(old - self.head) as usize] = None;
+                self.holes += 1;
+            }
+        }
+        self.keyed = Some(keyed);
+    }
+
     fn compact_if_sparse(&mut self) {
         if self.holes < MIN_HOLES_TO_COMPACT || self.holes * 2 < self.slots.len() {
             return;
         }
         self.slots.retain(Option::is_some);
         self.holes = 0;
-        for (i, slot) in self.slots.iter().enumerate() {
-            if let Some(Outgoing { key: Some(key), .. }) = slot {
-                self.keyed.insert(key.clone(), self.head + i as u64);
+        if let Some(keyed) = &mut self.keyed {
+            for (i, slot) in self.slots.iter().enumerate() {
+                if let Some(Outgoing { key: Some(key), .. }) = slot {
+                    keyed.insert(key.clone(), self.head + i as u64);
+                }
             }
         }
         // A busy socket's queue must not keep a burst's worth of capacity.
@@ -186,7 +224,7 @@ mod tests {
 
     #[test]
     fn a_newer_state_replaces_the_queued_one_and_moves_to_the_back() {
-        let mut q = DeliveryQueue::new(1024);
+        let mut q = DeliveryQueue::behind_from(1024, 1);
         assert_eq!(q.push(state("call/1", "c1 started")), Pushed::Queued);
         assert_eq!(q.push(Outgoing::event("line 1")), Pushed::Queued);
         assert_eq!(q.push(state("call/2", "c2 started")), Pushed::Queued);
@@ -198,7 +236,7 @@ mod tests {
 
     #[test]
     fn a_state_already_sent_is_not_replaced() {
-        let mut q = DeliveryQueue::new(1024);
+        let mut q = DeliveryQueue::behind_from(1024, 1);
         q.push(state("call/1", "a"));
         assert_eq!(q.pop().unwrap().frame.as_str(), "a");
         assert_eq!(q.push(state("call/1", "b")), Pushed::Queued);
@@ -244,6 +282,19 @@ mod tests {
         assert_eq!(out.len(), 13);
         assert_eq!(&out[10..], ["9997", "9998", "9999"]);
         assert!(out[..10].iter().all(|f| f.starts_with('e')));
-        assert!(q.keyed.is_empty() && q.holes == 0);
+        assert!(q.keyed.is_none() && q.holes == 0, "caught up");
+    }
+
+    #[test]
+    fn a_socket_that_keeps_up_merges_nothing_until_it_falls_behind() {
+        let mut q = DeliveryQueue::behind_from(1024, 4);
+        q.push(state("call/1", "a"));
+        q.push(state("call/1", "b"));
+        assert!(q.keyed.is_none(), "two queued: keeping up");
+        assert_eq!(q.push(state("call/2", "c")), Pushed::Queued);
+        // The fourth makes it behind: what is queued is merged too.
+        assert_eq!(q.push(state("call/1", "d")), Pushed::Conflated);
+        assert_eq!(frames(&mut q), ["c", "d"]);
+        assert!(q.keyed.is_none());
     }
 }
