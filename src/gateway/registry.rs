@@ -70,7 +70,11 @@ impl Conn {
         if self.slow.load(Ordering::Relaxed) {
             return false;
         }
-        let pushed = self.lock_queue().push(item);
+        let (pushed, was_empty) = {
+            let mut queue = self.lock_queue();
+            let was_empty = queue.is_empty();
+            (queue.push(item), was_empty)
+        };
         match pushed {
             Pushed::OverBudget => {
                 self.kick();
@@ -79,7 +83,13 @@ impl Conn {
             Pushed::Conflated => metrics::counter!("lad_ws_conflated_total").increment(1),
             Pushed::Queued => {}
         }
-        self.ready.notify_one();
+        // Only the first frame into an empty queue wakes the session: it
+        // takes everything queued by then, and asks to be woken again when
+        // it leaves frames behind (`take`). A wake per frame would run the
+        // session's loop once more per tick for nothing, 10,000 sockets over.
+        if was_empty {
+            self.ready.notify_one();
+        }
         true
     }
 
