@@ -130,11 +130,19 @@ impl Workload {
     /// Aggregates equal one clean run, and every transcript line (scripted
     /// and watched) is stored once.
     async fn assert_stored(&self, pool: &PgPool, timeline: &Timeline) {
+        // The aggregates can be complete before the stream's last events
+        // (transcript lines) are: wait for every event, then compare.
+        let total = self.distinct_events();
+        eventually(120, "every event applied", || async {
+            (count(pool, "SELECT count(*) FROM hub_processed_events").await >= total).then_some(())
+        })
+        .await;
+        timeline.note("every event applied");
         await_reference_stats(
             pool,
             &self.calls,
             self.step,
-            120,
+            30,
             "aggregates equal the reference",
         )
         .await;

@@ -76,6 +76,8 @@ pub struct Hub {
     pub addr: SocketAddr,
     child: Child,
     env: Vec<(String, String)>,
+    /// The log (stderr) of its current process.
+    pub log: std::path::PathBuf,
 }
 
 pub struct HubOptions {
@@ -133,22 +135,28 @@ impl Hub {
             ));
         }
         env.extend(opts.extra_env);
-        let child = Self::spawn(&env);
-        let hub = Hub { addr, child, env };
+        let (child, log) = Self::spawn(&env);
+        let hub = Hub {
+            addr,
+            child,
+            env,
+            log,
+        };
         hub.wait_ready().await;
         hub
     }
 
-    fn spawn(env: &[(String, String)]) -> Child {
+    fn spawn(env: &[(String, String)]) -> (Child, std::path::PathBuf) {
         let log = std::env::temp_dir().join(format!("lad-hub-{}.log", Uuid::new_v4().simple()));
         let file = std::fs::File::create(&log).expect("log file");
-        Command::new(env!("CARGO_BIN_EXE_lad-hub"))
+        let child = Command::new(env!("CARGO_BIN_EXE_lad-hub"))
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
-            .expect("spawn lad-hub")
+            .expect("spawn lad-hub");
+        (child, log)
     }
 
     pub async fn wait_ready(&self) {
@@ -185,7 +193,7 @@ impl Hub {
     /// Starts a stopped hub again with the same settings (address included,
     /// so clients find it where it was).
     pub async fn start_again(&mut self) {
-        self.child = Self::spawn(&self.env);
+        (self.child, self.log) = Self::spawn(&self.env);
         self.wait_ready().await;
     }
 
@@ -198,7 +206,11 @@ impl Hub {
             .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.is_running() {
-            assert!(Instant::now() < deadline, "hub did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "hub did not exit within 60 s of SIGTERM; its log: {}",
+                self.log.display()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
