@@ -804,6 +804,16 @@ async fn a_rolling_restart_of_three_nodes_under_load_loses_and_doubles_nothing(p
          {resumed} resubscriptions with since, {repeats} repeats dropped by id"
     ));
     for w in &watched {
+        timeline.note(format_args!(
+            "  {}: {} lines, {} moves, recovered {:?}, {} repeats",
+            w.channel,
+            w.messages.len(),
+            w.moves,
+            w.recovered,
+            w.repeats
+        ));
+    }
+    for w in &watched {
         w.assert_every_line_once(work.lines);
         assert!(w.moves >= 1, "{}: its node stopped, it moved", w.channel);
     }
