@@ -139,7 +139,15 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures = 0u32;
         loop {
-            match self.drain_once().await {
+            // A drain waits on the broker's acknowledgements, which a broker
+            // that is gone can withhold for minutes: shutdown must not wait
+            // for that. Stopping mid-drain is safe: rows are deleted only
+            // after every delivery, and a row published again keeps its ids.
+            let drained = tokio::select! {
+                r = self.drain_once() => r,
+                _ = shutdown.cancelled() => break,
+            };
+            match drained {
                 Ok(0) => {
                     failures = 0;
                     self.health.done();
@@ -175,15 +183,18 @@ impl Relay {
                 }
             }
         }
-        // Whatever committed before shutdown is still worth publishing now.
+        // Whatever committed before shutdown is still worth publishing now,
+        // within a bound: the hub's stop must stay shorter than the grace
+        // period of whoever stops it.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while tokio::time::Instant::now() < deadline {
-            match self.drain_once().await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, self.drain_once()).await {
+            if n == 0 {
+                break;
             }
         }
-        let _ = self.producer.flush(Duration::from_secs(5));
+        let producer = self.producer.clone();
+        // `flush` blocks its thread; keep it off the runtime's workers.
+        let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
     }
 
     /// Publishes up to one drain of rows; returns how many rows it published.

@@ -209,7 +209,11 @@ impl Hub {
             .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.is_running() {
-            assert!(Instant::now() < deadline, "hub did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "hub did not exit within 60 s of SIGTERM; its log: {}",
+                self.log.display()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -160,7 +160,7 @@ async fn soak(
 
     let started = Instant::now();
     let (arrivals_tx, arrivals_rx) = mpsc::channel::<(String, i64)>(200_000);
-    let (commits_tx, commits_rx) = mpsc::channel::<(String, i64)>(200_000);
+    let (commits_tx, commits_rx) = mpsc::channel::<Committed>(200_000);
     let counts = Arc::new(Mutex::new(SocketCounts::default()));
     let logins = (0..s.clients)
         .map(|i| tenants.client(i))
@@ -226,7 +226,7 @@ async fn soak(
         r.abort();
     }
     live.abort();
-    let by_window = matching.await?;
+    let latencies = matching.await?;
     pool.close().await;
 
     let last_window = run_for.as_secs().div_ceil(window.as_secs()).max(1) - 1;
@@ -239,15 +239,19 @@ async fn soak(
                 .collect();
             // The last window also takes what arrived after the traffic stopped.
             let upto = if w == last_window { u64::MAX } else { w };
-            let lats: Vec<f64> = by_window
-                .range(w..=upto)
-                .flat_map(|(_, l)| l.iter().copied())
-                .collect();
+            let gather = |by: &BTreeMap<u64, Vec<f64>>| -> Vec<f64> {
+                by.range(w..=upto)
+                    .flat_map(|(_, l)| l.iter().copied())
+                    .collect()
+            };
+            let lats = gather(&latencies.to_socket);
+            let to_log = gather(&latencies.to_log);
             json!({
                 "from_s": from,
                 "to_s": to,
                 "deliveries_timed": lats.len(),
                 "commit_to_socket_ms": latency_figures(lats),
+                "commit_to_log_ms": latency_figures(to_log),
                 "hub_rss_kib_at_end": in_window.last().map(|x| x.rss_kib),
                 "outbox_rows_max": in_window.iter().map(|x| x.outbox_rows).max(),
                 "socket_errors_so_far": in_window.last().map(|x| x.socket.errors()),
@@ -380,12 +384,19 @@ async fn read(mut ws: Socket, tx: mpsc::Sender<(String, i64)>, counts: Arc<Mutex
     counts.lock().expect("not poisoned").failed += 1;
 }
 
-/// Reads `lad.live.v1` from the start and sends (id, `committed_at` µs)
-/// of every committed record.
+/// A committed record as read from `lad.live.v1`: its id, its
+/// `committed_at` and when this reader got it (µs).
+struct Committed {
+    id: String,
+    at: i64,
+    read: i64,
+}
+
+/// Reads `lad.live.v1` from the start and sends every committed record.
 fn live_reader(
     brokers: &str,
     topic: &str,
-    tx: mpsc::Sender<(String, i64)>,
+    tx: mpsc::Sender<Committed>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -400,6 +411,7 @@ fn live_reader(
     consumer.assign(&assignment)?;
     Ok(tokio::spawn(async move {
         while let Ok(m) = consumer.recv().await {
+            let read = Utc::now().timestamp_micros();
             let Some(value) = m
                 .payload()
                 .and_then(|p| serde_json::from_slice::<Value>(p).ok())
@@ -410,11 +422,12 @@ fn live_reader(
                 .as_str()
                 .and_then(|s| s.parse::<chrono::DateTime<Utc>>().ok());
             if let (Some(id), Some(at)) = (value["id"].as_str(), committed) {
-                if tx
-                    .send((id.to_owned(), at.timestamp_micros()))
-                    .await
-                    .is_err()
-                {
+                let record = Committed {
+                    id: id.to_owned(),
+                    at: at.timestamp_micros(),
+                    read,
+                };
+                if tx.send(record).await.is_err() {
                     return;
                 }
             }
@@ -422,41 +435,47 @@ fn live_reader(
     }))
 }
 
+/// Latencies in ms, by window.
+#[derive(Default)]
+struct Latencies {
+    /// Commit → socket, by window of arrival at the socket.
+    to_socket: BTreeMap<u64, Vec<f64>>,
+    /// Commit → read back from `lad.live.v1` by the benchmark (the outbox
+    /// relay and one broker hop: the part of the above before the gateway).
+    to_log: BTreeMap<u64, Vec<f64>>,
+}
+
 /// Pairs socket arrivals with their records' commit times (whichever
-/// comes first waits for the other); returns the latencies in ms by
-/// window of arrival.
+/// comes first waits for the other).
 async fn match_latencies(
     mut arrivals: mpsc::Receiver<(String, i64)>,
-    mut commits: mpsc::Receiver<(String, i64)>,
+    mut commits: mpsc::Receiver<Committed>,
     origin_micros: i64,
     window: Duration,
-) -> BTreeMap<u64, Vec<f64>> {
+) -> Latencies {
     let mut committed: HashMap<String, i64> = HashMap::new();
     let mut waiting: HashMap<String, Vec<i64>> = HashMap::new();
-    let mut out: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    let mut out = Latencies::default();
     let window_micros = window.as_micros() as i64;
-    let mut record = |arrived: i64, at: i64| {
-        let w = ((arrived - origin_micros).max(0) / window_micros) as u64;
-        out.entry(w)
-            .or_default()
-            .push((arrived - at) as f64 / 1000.0);
-    };
+    let window_of = |t: i64| ((t - origin_micros).max(0) / window_micros) as u64;
+    let ms = |from: i64, to: i64| (to - from) as f64 / 1000.0;
     let mut reading_commits = true;
     loop {
         tokio::select! {
             a = arrivals.recv() => match a {
                 Some((id, arrived)) => match committed.get(&id) {
-                    Some(at) => record(arrived, *at),
+                    Some(at) => out.to_socket.entry(window_of(arrived)).or_default().push(ms(*at, arrived)),
                     None => waiting.entry(id).or_default().push(arrived),
                 },
                 None => break,
             },
             c = commits.recv(), if reading_commits => match c {
-                Some((id, at)) => {
-                    for arrived in waiting.remove(&id).unwrap_or_default() {
-                        record(arrived, at);
+                Some(c) => {
+                    out.to_log.entry(window_of(c.read)).or_default().push(ms(c.at, c.read));
+                    for arrived in waiting.remove(&c.id).unwrap_or_default() {
+                        out.to_socket.entry(window_of(arrived)).or_default().push(ms(c.at, arrived));
                     }
-                    committed.insert(id, at);
+                    committed.insert(c.id, c.at);
                 }
                 None => reading_commits = false,
             },
