@@ -500,7 +500,7 @@ async fn the_dedupe_window_drops_old_partitions_and_still_catches_a_repeat_insid
         (count(&pool, &sql).await == 1).then_some(())
     })
     .await;
-    produce(&producer, &topics.campaigns(), &[event.clone()]).await;
+    produce(&producer, &topics.campaigns(), std::slice::from_ref(&event)).await;
     let campaigns = topics.campaigns();
     eventually(30, "the repeat counted as a duplicate", || async {
         let m = metrics(hub.addr).await;

@@ -183,11 +183,6 @@ impl Hub {
         self.wait_ready().await;
     }
 
-    /// The hub's exit status, if it has exited.
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
     /// Kills and starts the hub again, waiting only until it answers
     /// (`/healthz`): for tests that expect it to start not ready.
     pub async fn respawn(&mut self) {
