@@ -351,7 +351,13 @@ async fn metrics_describe_every_series_and_move_with_the_work(pool: PgPool) {
     .await;
     client.messages_until(30, |m| !m.is_empty()).await;
 
-    let m = metrics(worker.addr).await;
+    // The relay records its latency once the broker acknowledged the drain,
+    // which may be just after the gateway already dispatched the record.
+    let m = eventually(10, "the relay's histogram", || async {
+        let m = metrics(worker.addr).await;
+        m.contains("lad_relay_publish_seconds_count").then_some(m)
+    })
+    .await;
     for help in [
         "# HELP lad_commit_to_socket_seconds",
         "# TYPE lad_commit_to_socket_seconds histogram",
@@ -422,7 +428,6 @@ async fn metrics_describe_every_series_and_move_with_the_work(pool: PgPool) {
         (lag(observer.addr).await == 0.0).then_some(())
     })
     .await;
-    eprintln!("worker after resume:\n{}", metrics(worker.addr).await);
     client.messages_until(30, |m| m.len() >= 20).await;
     let m = metrics(worker.addr).await;
     assert!(sample_sum(&m, "lad_commit_to_socket_seconds_count", &[]) >= 21.0);
