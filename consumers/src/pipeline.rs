@@ -540,6 +540,10 @@ impl<D: Domain> BatchApplier<D> {
 /// on either side of midnight still collide on one key and the second waits
 /// for the first (an id is fresh only if none of its rows already existed).
 /// The clock is the statement's, not the transaction's start.
+/// `seen` is MATERIALIZED: inlined, a generic plan pushes `event_id = ANY($1)`
+/// into a per-id probe of every partition (ids × ids × partitions: 50 s
+/// for a 5,000-record batch, measured); materialized, each partition's
+/// index is scanned once for the whole array and the rest is a hash anti join.
 const DEDUPE_SQL: &str = "
 WITH t AS MATERIALIZED (
     SELECT clock_timestamp() AT TIME ZONE 'UTC' AS ts
@@ -547,7 +551,7 @@ WITH t AS MATERIALIZED (
     SELECT ts::date AS day FROM t
     UNION SELECT (ts - interval '10 minutes')::date FROM t
     UNION SELECT (ts + interval '10 minutes')::date FROM t
-), seen AS (
+), seen AS MATERIALIZED (
     SELECT event_id FROM hub_processed_events WHERE event_id = ANY($1)
 ), ins AS (
     INSERT INTO hub_processed_events (event_id, applied_on)

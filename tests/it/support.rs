@@ -223,6 +223,18 @@ impl Hub {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Kills and starts the hub again, waiting only until it answers
+    /// (`/healthz`): for tests that expect it to start not ready.
+    pub async fn respawn(&mut self) {
+        self.kill();
+        self.child = Self::spawn(&self.env, &self.log);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lad_hub::http::fetch(self.addr, "/healthz").await.is_none() {
+            assert!(Instant::now() < deadline, "hub did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
