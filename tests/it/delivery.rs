@@ -276,9 +276,10 @@ async fn a_client_that_stops_reading_is_closed_with_4008_and_a_reading_one_is_no
         }
     }
     // What the stalled socket may hold: its event budget, plus one queued
-    // entry per call (a shared frame and its key); the rest is the slack of
-    // an allocator under a burst.
-    let allowance_kib = (budget as u64 + BURST_CALLS as u64 * 1024) / 1024 + 32 * 1024;
+    // entry per call (its latest frame, a slot and a key: under 2 KiB);
+    // the rest is the slack of an allocator under a burst, which varies
+    // from run to run by tens of MiB.
+    let allowance_kib = (budget as u64 + BURST_CALLS as u64 * 2048) / 1024 + 64 * 1024;
     let grew = peak_after.saturating_sub(peak_before);
     assert!(
         grew < allowance_kib,
