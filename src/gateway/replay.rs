@@ -159,7 +159,13 @@ impl LogReplay {
         let outcome = self.request(channel, name, plan).await;
         let label = match &outcome {
             Ok(_) => "recovered",
-            Err(why) => why.label(),
+            Err(why) => {
+                // The client gets `recovered: false` and a snapshot; say why
+                // here, where an operator can see it.
+                tracing::info!(channel = %name, since = %plan.since, until = plan.until,
+                    reason = %why, "since not recovered from the log");
+                why.label()
+            }
         };
         metrics::counter!("lad_ws_log_replays_total", "outcome" => label).increment(1);
         outcome
