@@ -74,8 +74,18 @@ impl Close {
 }
 
 pub async fn serve(gw: Gateway, claims: Claims, mut socket: WebSocket) {
-    let cfg = gw.config().clone();
-    let conn = Conn::new(gw.connection_opened(), cfg.backlog_bytes);
+    // Only the settings the loop reads: a clone of the whole config (its
+    // secret, its verifier) per socket would cost every connection.
+    let (backlog_bytes, stall_timeout, ping_interval, pong_timeout) = {
+        let cfg = gw.config();
+        (
+            cfg.backlog_bytes,
+            cfg.stall_timeout,
+            cfg.ping_interval,
+            cfg.pong_timeout,
+        )
+    };
+    let conn = Conn::new(gw.connection_opened(), backlog_bytes);
     let shutdown = gw.shutdown_token();
     let subscribes = gw.inner.limiter.subscribes(claims.tenant_id, claims.sub);
     let frames = TokenBucket::for_frames(&gw.config().limits);
@@ -89,10 +99,10 @@ pub async fn serve(gw: Gateway, claims: Claims, mut socket: WebSocket) {
     };
     let expiry = tokio::time::sleep_until(expiry_instant(session.claims.exp));
     tokio::pin!(expiry);
-    let mut ping = tokio::time::interval_at(Instant::now() + cfg.ping_interval, cfg.ping_interval);
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Any frame from the client proves it is there; the deadline moves then.
-    let silent_for = cfg.ping_interval + cfg.pong_timeout;
+    let silent_for = ping_interval + pong_timeout;
     let silence = tokio::time::sleep(silent_for);
     tokio::pin!(silence);
     let mut batch = Vec::with_capacity(0);
@@ -145,7 +155,7 @@ pub async fn serve(gw: Gateway, claims: Claims, mut socket: WebSocket) {
             _ = shutdown.cancelled() => Err(Close::SHUTDOWN),
             _ = session.conn.kicked() => Err(Close::BEHIND),
             _ = &mut expiry => Err(Close::EXPIRED),
-            r = tokio::time::timeout(cfg.stall_timeout, write(&mut socket, &mut batch, out)) => match r {
+            r = tokio::time::timeout(stall_timeout, write(&mut socket, &mut batch, out)) => match r {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(Close::Quietly),
                 Err(_) => Err(Close::STALLED),
