@@ -253,6 +253,12 @@ pub struct ServeArgs {
     /// Largest batch, in records, applied in one transaction.
     #[arg(long, env = "LAD_BATCH_MAX", default_value_t = 5000)]
     pub batch_max: usize,
+    /// Transactions each pipeline runs at once, over disjoint partitions
+    /// (a batch of several partitions is split between them). 1 applies one
+    /// batch at a time. Each takes a database connection while it runs.
+    #[arg(long, env = "LAD_PIPELINE_CONCURRENCY", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub pipeline_concurrency: u16,
     /// Longest wait, in milliseconds, to fill a batch once its first record
     /// came. 0 (the default) takes what has already been received and no
     /// more: batches still grow with load, because records keep arriving

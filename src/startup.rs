@@ -301,6 +301,7 @@ impl PipelineSpawner<'_> {
             dead_letter_topic: self.args.topics.topic_dead_letters.clone(),
             batch_max: self.args.batch_max,
             batch_wait: self.args.batch_wait(domain.streams_ephemeral()),
+            concurrency: usize::from(self.args.pipeline_concurrency),
         };
         let pipeline = Pipeline::new(
             Arc::new(domain),

@@ -100,6 +100,18 @@ impl RelayError {
     }
 }
 
+/// What one drain of the outbox did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Published and deleted this many rows.
+    Rows(usize),
+    /// Nothing to publish.
+    Empty,
+    /// Another transaction holds the relay lock (another node's relay, or
+    /// this one's abandoned drain not yet rolled back).
+    Elsewhere,
+}
+
 /// Only one relay publishes at a time across all hub processes: rows are
 /// then published in commit order per tenant, which keeps each channel's
 /// stream in order. The others stand by (and take over within a tick).
@@ -138,6 +150,8 @@ impl Relay {
 
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures = 0u32;
+        // Whether the loop left a drain's transaction behind (see below).
+        let mut interrupted = false;
         loop {
             // A drain waits on the broker's acknowledgements, which a broker
             // that is gone can withhold for minutes: shutdown must not wait
@@ -145,10 +159,13 @@ impl Relay {
             // after every delivery, and a row published again keeps its ids.
             let drained = tokio::select! {
                 r = self.drain_once() => r,
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => {
+                    interrupted = true;
+                    break;
+                }
             };
             match drained {
-                Ok(0) => {
+                Ok(Drained::Empty | Drained::Elsewhere) => {
                     failures = 0;
                     self.health.done();
                     tokio::select! {
@@ -157,7 +174,7 @@ impl Relay {
                         _ = shutdown.cancelled() => break,
                     }
                 }
-                Ok(_) => {
+                Ok(Drained::Rows(_)) => {
                     failures = 0;
                     self.health.done();
                 }
@@ -187,18 +204,42 @@ impl Relay {
         // within a bound: the hub's stop must stay shorter than the grace
         // period of whoever stops it.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, self.drain_once()).await {
-            if n == 0 {
-                break;
-            }
-        }
+        self.final_drain(deadline, interrupted).await;
         let producer = self.producer.clone();
         // `flush` blocks its thread; keep it off the runtime's workers.
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
     }
 
-    /// Publishes up to one drain of rows; returns how many rows it published.
-    pub async fn drain_once(&self) -> Result<usize, RelayError> {
+    /// Drains until the outbox is empty or `deadline` passes. A drain that
+    /// was abandoned (by the main loop's stop, or by an error) leaves its
+    /// transaction, and so the relay lock, to a rollback that sqlx sends
+    /// from a background task: until it lands, this process's own lock
+    /// looks like another relay's, so it is waited out. Without one, a busy
+    /// lock is another node's relay, which publishes these rows itself.
+    async fn final_drain(&self, deadline: tokio::time::Instant, mut abandoned: bool) {
+        let pause = Duration::from_millis(20);
+        loop {
+            match tokio::time::timeout_at(deadline, self.drain_once()).await {
+                Ok(Ok(Drained::Empty)) => return,
+                Ok(Ok(Drained::Elsewhere)) if !abandoned => return,
+                Ok(Ok(Drained::Rows(_))) => continue,
+                Ok(Ok(Drained::Elsewhere)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "outbox drain at shutdown failed; retrying");
+                    abandoned = true;
+                }
+                Err(_) => break,
+            }
+            if tokio::time::Instant::now() + pause >= deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        tracing::warn!("outbox not drained within the shutdown bound; the next relay to run publishes the rest");
+    }
+
+    /// Publishes up to one drain of rows.
+    pub async fn drain_once(&self) -> Result<Drained, RelayError> {
         let mut tx = self.pool.begin().await?;
         // The delete at the end need not wait for its WAL flush (0-10 ms on
         // this project's VM, and the next drain waits for this one): if a crash loses
@@ -212,8 +253,12 @@ impl Relay {
         .bind(RELAY_LOCK_KEY)
         .fetch_one(&mut *tx)
         .await?;
+        // Ended here rather than dropped: a dropped transaction's rollback
+        // is sent later from a background task, and until then it would
+        // still hold the lock that the next drain tries to take.
         if !locked {
-            return Ok(0);
+            tx.rollback().await?;
+            return Ok(Drained::Elsewhere);
         }
         let rows: Vec<(i64, String)> =
             sqlx::query_as("SELECT id, records FROM hub_outbox ORDER BY id LIMIT $1")
@@ -221,7 +266,8 @@ impl Relay {
                 .fetch_all(&mut *tx)
                 .await?;
         if rows.is_empty() {
-            return Ok(0);
+            tx.rollback().await?;
+            return Ok(Drained::Empty);
         }
         let publishing = Instant::now();
         let mut deliveries = Vec::new();
@@ -254,7 +300,7 @@ impl Relay {
             .await?;
         tx.commit().await?;
         metrics::counter!(m::RELAY_ROWS).increment(ids.len() as u64);
-        Ok(ids.len())
+        Ok(Drained::Rows(ids.len()))
     }
 
     /// Enqueues without awaiting the delivery (awaiting one by one would

@@ -63,6 +63,7 @@ pub struct Effects {
     pub now: DateTime<Utc>,
     live: Vec<LiveUpdate>,
     rejected: Vec<(EventMeta, Rejection)>,
+    repeats: usize,
 }
 
 impl Effects {
@@ -71,7 +72,15 @@ impl Effects {
             now,
             live: Vec::new(),
             rejected: Vec::new(),
+            repeats: 0,
         }
+    }
+
+    /// Counts events deduped by their own row (see
+    /// [`Domain::deduped_by_own_row`]) that the domain's insert found
+    /// already stored: they are repeats, not applications.
+    pub fn repeated(&mut self, n: usize) {
+        self.repeats += n;
     }
 
     pub fn push(&mut self, update: LiveUpdate) {
@@ -119,6 +128,15 @@ pub trait Domain: Send + Sync + 'static {
         fx: &'a mut Effects,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
 
+    /// True when the event's own row is unique by what makes it a repeat
+    /// (a transcript line by call and `seq`, an activity by `event_id`) and
+    /// every effect of the event follows from that row being inserted: the
+    /// domain's insert then drops a repeat by itself, however late it comes,
+    /// so its id is not looked up nor kept in `hub_processed_events`.
+    fn deduped_by_own_row(&self, _event: &Self::Event) -> bool {
+        false
+    }
+
     /// Takes out of the batch the events that are only pushed, never stored.
     fn take_ephemeral(&self, _events: &mut Vec<Accepted<Self::Event>>) -> Vec<Ephemeral> {
         Vec::new()
@@ -140,6 +158,16 @@ pub struct PipelineConfig {
     pub dead_letter_topic: String,
     pub batch_max: usize,
     pub batch_wait: Duration,
+    /// Transactions of this pipeline in flight at once, each over its own
+    /// partitions (see [`into_lanes`]). 1 applies one batch at a time.
+    pub concurrency: usize,
+}
+
+impl PipelineConfig {
+    /// Records taken from the consumer for one round of transactions.
+    fn round_max(&self) -> usize {
+        self.batch_max * self.concurrency.max(1)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -423,10 +451,19 @@ impl<D: Domain> BatchApplier<D> {
             .filter(|a| live_records[a.meta.record])
             .count()
             - candidates.len();
-        let fresh_ids: HashSet<Uuid> = if candidates.is_empty() {
+        let domain = &self.domain;
+        // Sorted: concurrent transactions (other partitions, other nodes)
+        // that share an id then insert their ids in one order and queue on
+        // the unique key instead of deadlocking.
+        let mut ids: Vec<Uuid> = candidates
+            .iter()
+            .filter(|a| !domain.deduped_by_own_row(&a.event))
+            .map(|a| a.meta.event_id)
+            .collect();
+        ids.sort_unstable();
+        let fresh_ids: HashSet<Uuid> = if ids.is_empty() {
             HashSet::new()
         } else {
-            let ids: Vec<Uuid> = candidates.iter().map(|a| a.meta.event_id).collect();
             sqlx::query_scalar(DEDUPE_SQL)
                 .bind(&ids)
                 .fetch_all(&mut *tx)
@@ -436,10 +473,10 @@ impl<D: Domain> BatchApplier<D> {
         };
         let fresh: Vec<Accepted<D::Event>> = candidates
             .into_iter()
-            .filter(|a| fresh_ids.contains(&a.meta.event_id))
+            .filter(|a| domain.deduped_by_own_row(&a.event) || fresh_ids.contains(&a.meta.event_id))
             .cloned()
             .collect();
-        outcome.duplicates = in_batch_dupes + (seen.len() - fresh_ids.len());
+        outcome.duplicates = in_batch_dupes + (ids.len() - fresh_ids.len());
 
         let fenced = started.elapsed();
         let mut fx = Effects::new(Utc::now());
@@ -457,7 +494,8 @@ impl<D: Domain> BatchApplier<D> {
                 .await?;
         }
         let applied = started.elapsed();
-        outcome.applied = fresh.len() - fx.rejected.len();
+        outcome.applied = fresh.len() - fx.rejected.len() - fx.repeats;
+        outcome.duplicates += fx.repeats;
 
         // Dead letters: decode rejections of live records, then the domain's own.
         let topic = cfg.topic.as_str();
@@ -493,6 +531,18 @@ impl<D: Domain> BatchApplier<D> {
             key: l.key_text(),
             value: l.to_json(fx.now),
         }));
+        if !publish.is_empty() {
+            // Outbox ids in commit order among this pipeline's transactions
+            // (its concurrent lanes, its other nodes): the id is taken under
+            // a lock held until the commit, so a row never gets an id below
+            // one already committed. Only the tail is serialized, after
+            // every row lock is taken, so the holder never waits on a lane.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(OUTBOX_ORDER_LOCK)
+                .bind(format!("{}/{}", cfg.group, cfg.topic))
+                .execute(&mut *tx)
+                .await?;
+        }
         outbox::write(&mut tx, &publish).await?;
         offsets::store(&mut tx, &cfg.group, &cfg.topic, &outcome.committed).await?;
         let written = started.elapsed();
@@ -529,6 +579,49 @@ impl<D: Domain> BatchApplier<D> {
         }
         Ok(outcome)
     }
+}
+
+/// First key of the advisory lock that orders a pipeline's outbox rows
+/// (the second is the hash of its group and topic).
+const OUTBOX_ORDER_LOCK: i32 = 0x4c41_4400; // "LAD\0"
+
+/// Splits a round of polled records into at most `lanes` groups of whole
+/// partitions, each applied in its own transaction at the same time as the
+/// others: a partition's records stay in one transaction, in order, so the
+/// offset fence and per-key order hold as with one lane. Partitions go,
+/// largest first, to the lane with the fewest records. A lane takes at most
+/// `batch_max` records; the rest (for each partition, a suffix of its
+/// records) is returned, in arrival order, for the next round.
+pub fn into_lanes(
+    records: Vec<RawRecord>,
+    lanes: usize,
+    batch_max: usize,
+) -> (Vec<Vec<RawRecord>>, Vec<RawRecord>) {
+    let mut sizes: BTreeMap<i32, usize> = BTreeMap::new();
+    for r in &records {
+        *sizes.entry(r.partition).or_default() += 1;
+    }
+    let mut by_size: Vec<(i32, usize)> = sizes.into_iter().collect();
+    by_size.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let n = lanes.max(1).min(by_size.len());
+    let mut load = vec![0usize; n];
+    let mut lane_of: HashMap<i32, usize> = HashMap::new();
+    for (partition, size) in by_size {
+        let lane = (0..n).min_by_key(|l| (load[*l], *l)).expect("n >= 1");
+        load[lane] += size;
+        lane_of.insert(partition, lane);
+    }
+    let mut out: Vec<Vec<RawRecord>> = (0..n).map(|_| Vec::new()).collect();
+    let mut rest = Vec::new();
+    for r in records {
+        let lane = &mut out[lane_of[&r.partition]];
+        if lane.len() < batch_max.max(1) {
+            lane.push(r);
+        } else {
+            rest.push(r);
+        }
+    }
+    (out, rest)
 }
 
 /// Records the batch's event ids (all distinct) in `hub_processed_events`
@@ -688,26 +781,39 @@ impl<D: Domain> Pipeline<D> {
             if self.rebalanced.0.swap(false, Ordering::AcqRel) {
                 tried_seeks.clear();
             }
-            let mut decoded = self.applier.decode(&records);
-            let ephemeral = self.applier.domain().take_ephemeral(&mut decoded.accepted);
-            if !self.applier.domain().streams_ephemeral() {
-                self.publish_ephemeral(ephemeral);
+            let received = records.len();
+            // What does not fit this round's lanes is received first next round.
+            let (lanes, rest) = into_lanes(records, self.cfg.concurrency, self.cfg.batch_max);
+            ahead = rest;
+            let mut work = Vec::with_capacity(lanes.len());
+            for lane in &lanes {
+                let mut decoded = self.applier.decode(lane);
+                let ephemeral = self.applier.domain().take_ephemeral(&mut decoded.accepted);
+                if !self.applier.domain().streams_ephemeral() {
+                    self.publish_ephemeral(ephemeral);
+                }
+                work.push((lane.as_slice(), decoded));
             }
             tracing::debug!(
                 topic = %self.cfg.topic,
-                records = records.len(),
+                records = received,
+                lanes = lanes.len(),
                 poll_ms = polled.as_millis() as u64,
                 decode_ms = (polling.elapsed() - polled).as_millis() as u64,
                 "batch polled"
             );
 
-            let outcome = {
-                let apply = self.apply_until_done(&records, decoded, &tried_seeks, &shutdown);
+            self.health.busy();
+            let outcomes = {
+                let apply =
+                    futures_util::future::join_all(work.into_iter().map(|(lane, decoded)| {
+                        self.apply_until_done(lane, decoded, &tried_seeks, &shutdown)
+                    }));
                 tokio::pin!(apply);
                 loop {
                     tokio::select! {
-                        outcome = &mut apply => break outcome,
-                        received = self.consumer.recv(), if ahead.len() < self.cfg.batch_max => {
+                        outcomes = &mut apply => break outcomes,
+                        received = self.consumer.recv(), if ahead.len() < self.cfg.round_max() => {
                             match received {
                                 Ok(m) => self.received(own(&m), &mut ahead),
                                 Err(e) => {
@@ -719,7 +825,16 @@ impl<D: Domain> Pipeline<D> {
                     }
                 }
             };
-            let Some(outcome) = outcome else { break };
+            // A lane left undone (shutdown) is the next owner's; the others
+            // committed, and their offsets are mirrored below all the same.
+            let stopping = outcomes.iter().any(Option::is_none);
+            let mut outcome = BatchOutcome::default();
+            for o in outcomes.into_iter().flatten() {
+                outcome.absorb(o);
+            }
+            if !stopping {
+                self.health.done();
+            }
             // A partition sought back is delivered again from the seek.
             ahead.retain(|r| outcome.reseek.iter().all(|(p, _)| *p != r.partition));
             for (partition, offset) in &outcome.reseek {
@@ -754,6 +869,9 @@ impl<D: Domain> Pipeline<D> {
                     tracing::debug!(error = %e, "kafka offset commit failed");
                 }
             }
+            if stopping {
+                break;
+            }
         }
         tracing::info!(topic = %self.cfg.topic, "pipeline stopped");
         Ok(())
@@ -770,7 +888,6 @@ impl<D: Domain> Pipeline<D> {
     ) -> Option<BatchOutcome> {
         let mut decoded = Some(decoded);
         let mut attempt = 0u32;
-        self.health.busy();
         loop {
             let d = decoded.take().unwrap_or_else(|| {
                 // Ephemeral updates were published on the first attempt.
@@ -779,10 +896,7 @@ impl<D: Domain> Pipeline<D> {
                 d
             });
             match self.applier.apply(records, d, tried_seeks).await {
-                Ok(outcome) => {
-                    self.health.done();
-                    return Some(outcome);
-                }
+                Ok(outcome) => return Some(outcome),
                 Err(e) => {
                     attempt += 1;
                     let kind = e.kind();
@@ -815,7 +929,8 @@ impl<D: Domain> Pipeline<D> {
     /// Completes `batch` (records already received) to N records or T ms;
     /// when it is empty, first waits for one record however long it takes.
     async fn poll_batch(&self, mut batch: Vec<RawRecord>) -> Vec<RawRecord> {
-        batch.reserve(self.cfg.batch_max.min(4096).saturating_sub(batch.len()));
+        let max = self.cfg.round_max();
+        batch.reserve(max.min(4096).saturating_sub(batch.len()));
         while batch.is_empty() {
             match self.consumer.recv().await {
                 Ok(m) => {
@@ -831,7 +946,7 @@ impl<D: Domain> Pipeline<D> {
         // With no wait this still takes every record already received:
         // `timeout_at` polls the receive before it looks at the deadline.
         let deadline = tokio::time::Instant::now() + self.cfg.batch_wait;
-        while batch.len() < self.cfg.batch_max {
+        while batch.len() < max {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Ok(Ok(m)) => self.received(own(&m), &mut batch),
                 Ok(Err(e)) => tracing::warn!(error = %e, "kafka receive failed"),
@@ -904,6 +1019,79 @@ mod tests {
         ] {
             assert_eq!(classify_sqlstate(code), class, "{code}");
         }
+    }
+
+    fn rec(partition: i32, offset: i64) -> RawRecord {
+        RawRecord {
+            partition,
+            offset,
+            key: None,
+            payload: None,
+            timestamp_ms: None,
+        }
+    }
+
+    fn places(lane: &[RawRecord]) -> Vec<(i32, i64)> {
+        lane.iter().map(|r| (r.partition, r.offset)).collect()
+    }
+
+    #[test]
+    fn lanes_take_whole_partitions_in_order_and_balance_by_records() {
+        // Arrival order interleaves partitions, as librdkafka delivers them.
+        let records = vec![
+            rec(0, 10),
+            rec(1, 5),
+            rec(0, 11),
+            rec(2, 7),
+            rec(0, 12),
+            rec(1, 6),
+        ];
+        let (lanes, rest) = into_lanes(records, 2, 100);
+        assert!(rest.is_empty());
+        // Partition 0 (3 records) alone; 1 and 2 (2 + 1) share the other lane.
+        assert_eq!(places(&lanes[0]), vec![(0, 10), (0, 11), (0, 12)]);
+        assert_eq!(places(&lanes[1]), vec![(1, 5), (2, 7), (1, 6)]);
+    }
+
+    #[test]
+    fn a_lane_holds_at_most_batch_max_and_the_rest_is_each_partitions_tail() {
+        let records: Vec<RawRecord> = (0..6).flat_map(|o| [rec(0, o), rec(1, 100 + o)]).collect();
+        let (lanes, rest) = into_lanes(records, 1, 5);
+        assert_eq!(lanes.len(), 1);
+        assert_eq!(lanes[0].len(), 5);
+        assert_eq!(
+            places(&rest),
+            vec![
+                (1, 102),
+                (0, 3),
+                (1, 103),
+                (0, 4),
+                (1, 104),
+                (0, 5),
+                (1, 105)
+            ]
+        );
+        // Every partition's records are a prefix in the lane, the suffix after.
+        for p in [0, 1] {
+            let offs: Vec<i64> = lanes[0]
+                .iter()
+                .chain(&rest)
+                .filter(|r| r.partition == p)
+                .map(|r| r.offset)
+                .collect();
+            assert!(
+                offs.windows(2).all(|w| w[0] < w[1]),
+                "partition {p}: {offs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn there_are_never_more_lanes_than_partitions_nor_empty_ones() {
+        let (lanes, _) = into_lanes(vec![rec(3, 1), rec(3, 2)], 4, 10);
+        assert_eq!(lanes.len(), 1);
+        let (lanes, rest) = into_lanes(Vec::new(), 4, 10);
+        assert!(lanes.is_empty() && rest.is_empty());
     }
 
     #[test]

@@ -230,7 +230,7 @@ async fn random_billing_under_sigkill_matches_the_reference(pool: PgPool) {
     for kill in 1..=3 {
         let wait = rng.gen_range(12_000..13_500);
         tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-        let applied = count(&pool, "SELECT count(*) FROM hub_processed_events").await;
+        let applied = applied_events(&pool).await;
         timeline.note(format_args!(
             "kill #{kill}: SIGKILL with {applied}/{total_events} events applied, {}/{} records produced",
             feeder.produced(),
@@ -266,10 +266,7 @@ async fn random_billing_under_sigkill_matches_the_reference(pool: PgPool) {
     })
     .await;
     timeline.note("billing_cost_daily equals the reference");
-    assert_eq!(
-        count(&pool, "SELECT count(*) FROM hub_processed_events").await,
-        total_events
-    );
+    assert_eq!(applied_events(&pool).await, total_events);
 
     let wallets: Vec<(Uuid, Decimal, Option<Decimal>)> = sqlx::query_as(
         "SELECT w.tenant_id, w.current_balance,

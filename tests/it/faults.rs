@@ -134,7 +134,7 @@ impl Workload {
         // (transcript lines) are: wait for every event, then compare.
         let total = self.distinct_events();
         eventually(120, "every event applied", || async {
-            (count(pool, "SELECT count(*) FROM hub_processed_events").await >= total).then_some(())
+            (applied_events(pool).await >= total).then_some(())
         })
         .await;
         timeline.note("every event applied");
@@ -157,10 +157,7 @@ impl Workload {
             count(pool, "SELECT count(*) FROM voice_call_transcripts").await,
             scripted + watched
         );
-        assert_eq!(
-            count(pool, "SELECT count(*) FROM hub_processed_events").await,
-            self.distinct_events()
-        );
+        assert_eq!(applied_events(pool).await, self.distinct_events());
         assert_eq!(
             count(pool, "SELECT count(*) FROM hub_dead_letters").await,
             0,
@@ -434,7 +431,7 @@ async fn hub_under_fault(pool: &PgPool, topics: &Topics, extra: Vec<(String, Str
 }
 
 async fn applied(pool: &PgPool) -> i64 {
-    count(pool, "SELECT count(*) FROM hub_processed_events").await
+    applied_events(pool).await
 }
 
 #[sqlx::test(migrations = "./migrations")]

@@ -495,32 +495,40 @@ async fn the_dedupe_window_drops_old_partitions_and_still_catches_a_repeat_insid
         "{m}"
     );
 
-    // A repeat inside the window, at another offset, is caught by event_id.
-    let (tenant, campaign) = (Uuid::new_v4(), Uuid::new_v4());
-    let event = activity(tenant, campaign, Uuid::new_v4(), "sent");
+    // A repeat inside the window, at another offset, is caught by event_id
+    // (a call's start: its effects, unlike an activity's, have no row of
+    // their own to be unique by, so the window is what dedupes them).
+    let (tenant, call) = (Uuid::new_v4(), Uuid::new_v4());
+    let event = Event::new(
+        call,
+        "call.started",
+        tenant,
+        Utc::now(),
+        json!({"call_id": call, "agent_id": Uuid::new_v4(), "direction": "outbound",
+               "from_number": "+15550100", "to_number": "+15550101"}),
+    );
     let producer = producer(false);
-    produce(&producer, &topics.campaigns(), std::slice::from_ref(&event)).await;
-    let sql = format!("SELECT count(*) FROM campaign_step_stats WHERE campaign_id = '{campaign}'");
+    produce(&producer, &topics.voice(), std::slice::from_ref(&event)).await;
+    let started = format!(
+        "SELECT COALESCE(sum(calls_started), 0)::bigint FROM voice_call_stats_daily WHERE tenant_id = '{tenant}'"
+    );
     eventually(30, "the event applied", || async {
-        (count(&pool, &sql).await == 1).then_some(())
+        (count(&pool, &started).await == 1).then_some(())
     })
     .await;
-    produce(&producer, &topics.campaigns(), std::slice::from_ref(&event)).await;
-    let campaigns = topics.campaigns();
+    produce(&producer, &topics.voice(), std::slice::from_ref(&event)).await;
+    let voice = topics.voice();
     eventually(30, "the repeat counted as a duplicate", || async {
         let m = metrics(hub.addr).await;
         (sample_sum(
             &m,
             "lad_events_duplicate_total",
-            &[&format!("topic=\"{campaigns}\"")],
+            &[&format!("topic=\"{voice}\"")],
         ) >= 1.0)
             .then_some(())
     })
     .await;
-    let total = format!(
-        "SELECT COALESCE(sum(count), 0)::bigint FROM campaign_step_stats WHERE campaign_id = '{campaign}'"
-    );
-    assert_eq!(count(&pool, &total).await, 1, "applied once");
+    assert_eq!(count(&pool, &started).await, 1, "applied once");
     let stored = format!(
         "SELECT count(*) FROM hub_processed_events WHERE event_id = '{}' AND applied_on >= current_date - 1",
         event.event_id()

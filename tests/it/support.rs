@@ -310,6 +310,19 @@ where
     }
 }
 
+/// Distinct events applied: the ids kept in `hub_processed_events`, plus
+/// the transcript lines and activities, which their own rows dedupe
+/// instead (`Domain::deduped_by_own_row`).
+pub async fn applied_events(pool: &PgPool) -> i64 {
+    count(
+        pool,
+        "SELECT (SELECT count(*) FROM hub_processed_events)
+              + (SELECT count(*) FROM voice_call_transcripts)
+              + (SELECT count(*) FROM campaign_lead_activities)",
+    )
+    .await
+}
+
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
 }

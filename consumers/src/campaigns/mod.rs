@@ -39,6 +39,12 @@ impl Domain for CampaignsDomain {
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a {
         apply_batch(conn, events, fx)
     }
+
+    /// An activity is stored once per `event_id`, and the enrollment, the
+    /// step counts and the pushes follow only from the rows inserted.
+    fn deduped_by_own_row(&self, _event: &Activity) -> bool {
+        true
+    }
 }
 
 async fn apply_batch(
@@ -52,6 +58,7 @@ async fn apply_batch(
         fx.reject(&meta, rejection);
     }
     let stored = store::insert_activities(conn, &admission.kept, fx.now).await?;
+    fx.repeated(admission.kept.len() - stored.len());
     if stored.is_empty() {
         return Ok(());
     }

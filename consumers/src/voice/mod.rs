@@ -43,6 +43,12 @@ impl Domain for VoiceDomain {
     ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a {
         apply_batch(conn, events, fx)
     }
+
+    /// A line is stored once per `(call_id, seq)` and pushed only when
+    /// stored; it changes no aggregate.
+    fn deduped_by_own_row(&self, event: &VoiceEvent) -> bool {
+        matches!(event, VoiceEvent::Transcript(_))
+    }
 }
 
 async fn apply_batch(
@@ -147,6 +153,7 @@ async fn apply_batch(
         .await?
         .into_iter()
         .collect();
+    fx.repeated(lines.len() - inserted.len());
     let mut pushed: Vec<&store::NewLine<'_>> = lines
         .iter()
         .filter(|l| inserted.contains(&(l.line.call_id, l.line.seq)))

@@ -36,6 +36,7 @@ impl<D: Domain> Feed<D> {
             dead_letter_topic: DEAD.into(),
             batch_max: 1000,
             batch_wait: Duration::from_millis(10),
+            concurrency: 1,
         };
         Feed {
             applier: BatchApplier::new(Arc::new(domain), pool, Arc::new(cfg)),

@@ -3,7 +3,8 @@
 //!
 //! - `ingest`: N voice events (whole call lifecycles) produced first, then a
 //!   hub started and timed until every record is committed; compared, in the
-//!   same run, with a raw `COPY` of the rows it wrote into the same tables.
+//!   same run, with a raw `COPY` of the rows it wrote into the same tables,
+//!   and with a generic sink (module [`sink`]) applying the same records.
 //! - `deltas`: assistant reply deltas, produce → WebSocket client latency over
 //!   many concurrent streams; on one node (the default: the consuming node
 //!   hands deltas to its own sockets in-process) or, with `--across-nodes`,
@@ -24,6 +25,7 @@
 mod burst;
 mod cpu;
 mod fanout;
+mod sink;
 mod soak;
 
 use anyhow::Context;
@@ -74,6 +76,12 @@ enum Bench {
         partitions: i32,
         #[arg(long, default_value_t = 5000)]
         batch_max: usize,
+        /// Transactions each pipeline runs at once (`LAD_PIPELINE_CONCURRENCY`).
+        #[arg(long, default_value_t = 2)]
+        concurrency: u16,
+        /// Skip the generic-sink baseline (it takes longer than the hub).
+        #[arg(long)]
+        no_baseline: bool,
     },
     Deltas {
         #[command(flatten)]
@@ -143,9 +151,22 @@ async fn main() -> anyhow::Result<()> {
             events,
             partitions,
             batch_max,
+            concurrency,
+            no_baseline,
         } => (
             "ingest",
-            ingest(&args.brokers, &args.postgres, events, partitions, batch_max).await?,
+            ingest(
+                &args.brokers,
+                &args.postgres,
+                IngestShape {
+                    events,
+                    partitions,
+                    batch_max,
+                    concurrency,
+                    baseline: !no_baseline,
+                },
+            )
+            .await?,
         ),
         Bench::Deltas {
             traffic,
@@ -294,13 +315,22 @@ async fn produce_all(
     Ok(ends)
 }
 
-async fn ingest(
-    brokers: &str,
-    postgres: &str,
-    n: usize,
+struct IngestShape {
+    events: usize,
     partitions: i32,
     batch_max: usize,
-) -> anyhow::Result<Value> {
+    concurrency: u16,
+    baseline: bool,
+}
+
+async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Result<Value> {
+    let IngestShape {
+        events: n,
+        partitions,
+        batch_max,
+        concurrency,
+        baseline,
+    } = shape;
     let run = fresh_run(postgres);
     let topic = format!("{}.voice", run.prefix);
     let tenants: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
@@ -349,7 +379,9 @@ async fn ingest(
 
     let t0 = Instant::now();
     let cpu_start = cpu::CpuSample::now();
-    let hub = start_hub(hub_argv(&run, "hub", brokers, partitions, batch_max, "all")).await?;
+    let mut argv = hub_argv(&run, "hub", brokers, partitions, batch_max, "all");
+    argv.extend(["--pipeline-concurrency".to_owned(), concurrency.to_string()]);
+    let hub = start_hub(argv).await?;
     loop {
         let rows: Vec<(i32, Option<i64>)> = sqlx::query_as(
             "SELECT kafka_partition, next_offset FROM hub_consumer_offsets WHERE topic = $1",
@@ -372,11 +404,24 @@ async fn ingest(
     let events_per_sec = n as f64 / hub_secs;
 
     let (copy_rows, copy_secs) = copy_same_rows(&pool, postgres).await?;
+    let sink = if baseline {
+        eprintln!("hub done in {hub_secs:.1}s; now the generic sink");
+        let figures = sink::run(brokers, postgres, &topic, &ends, batch_max).await?;
+        let secs = figures["seconds"].as_f64().unwrap_or(f64::NAN);
+        json!({
+            "figures": figures,
+            "ratio_hub_to_sink": round(secs / hub_secs),
+        })
+    } else {
+        Value::Null
+    };
     let figures = json!({
         "bench": "ingest",
         "events": n,
         "partitions": partitions,
         "batch_max": batch_max,
+        "concurrency": concurrency,
+        "generic_sink": sink,
         "produce_seconds": round(produce_secs),
         "hub_seconds": round(hub_secs),
         "hub_events_per_second": events_per_sec.round(),
