@@ -12,7 +12,12 @@ export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:9092}"
 cargo fmt --all -- --check
 # Tests that share one broker run a few at a time: two cores, and every
 # test owns its topics and its database anyway.
-cargo test --workspace --locked -- --test-threads="${LAD_TEST_THREADS:-4}"
+# The flood test compares ingestion latency with and without a subscribe
+# flood: beside three other tests' hubs the machine's own load swamps the
+# difference it measures (seen: 86 ms idle), so it runs alone, after them.
+flood=safety::a_subscribe_flood_leaves_ingestion_latency_within_twice_idle
+cargo test --workspace --locked -- --test-threads="${LAD_TEST_THREADS:-4}" --skip "$flood"
+cargo test --locked --test it -- --exact "$flood"
 
 # The JavaScript client: its generated types and its bundle match their
 # sources, and its unit tests pass against a fake hub.
