@@ -466,14 +466,7 @@ async fn copy_same_rows(src: &PgPool, postgres: &str) -> anyhow::Result<(u64, f6
         dumps.push((*t, out));
     }
     drop(conn);
-    let name = format!("benchcopy{}", Uuid::new_v4().simple());
-    let url = format!("{postgres}/{name}");
-    let db = lad_hub::config::DbArgs {
-        database_url: url.clone(),
-        db_pool_size: 2,
-    };
-    lad_hub::startup::migrate(&db).await?.close().await;
-    let mut conn = PgConnection::connect(&url).await?;
+    let (name, mut conn) = migrated_database(postgres, "benchcopy").await?;
     let t0 = Instant::now();
     let mut rows = 0u64;
     for (t, data) in &dumps {
@@ -487,6 +480,19 @@ async fn copy_same_rows(src: &PgPool, postgres: &str) -> anyhow::Result<(u64, f6
     conn.close().await?;
     drop_database(postgres, &name).await;
     Ok((rows, secs))
+}
+
+/// A new database named `prefix` + a random suffix, with the hub's schema,
+/// and a connection to it; returns its name (for [`drop_database`]).
+async fn migrated_database(postgres: &str, prefix: &str) -> anyhow::Result<(String, PgConnection)> {
+    let name = format!("{prefix}{}", Uuid::new_v4().simple());
+    let url = format!("{postgres}/{name}");
+    let db = lad_hub::config::DbArgs {
+        database_url: url.clone(),
+        db_pool_size: 1,
+    };
+    lad_hub::startup::migrate(&db).await?.close().await;
+    Ok((name, PgConnection::connect(&url).await?))
 }
 
 async fn drop_database(postgres: &str, name: &str) {

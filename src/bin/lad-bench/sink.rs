@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use uuid::Uuid;
 
 /// Consumes `topic` from the start into a fresh database until every
 /// partition reaches its offset in `ends`; returns the figures.
@@ -25,14 +24,7 @@ pub async fn run(
     ends: &HashMap<i32, i64>,
     batch_max: usize,
 ) -> anyhow::Result<Value> {
-    let name = format!("benchsink{}", Uuid::new_v4().simple());
-    let url = format!("{postgres}/{name}");
-    let db = lad_hub::config::DbArgs {
-        database_url: url.clone(),
-        db_pool_size: 1,
-    };
-    lad_hub::startup::migrate(&db).await?.close().await;
-    let mut conn = PgConnection::connect(&url).await?;
+    let (name, mut conn) = super::migrated_database(postgres, "benchsink").await?;
     // The hub's calls land in monthly partitions: so do the sink's.
     sqlx::query("SELECT lad_ensure_voice_call_log_partitions(1, 3)")
         .execute(&mut conn)
