@@ -142,6 +142,7 @@ pub struct Gateway {
 
 struct Inner {
     pool: PgPool,
+    snapshots: snapshot::SnapshotReads,
     cfg: GatewayConfig,
     verifier: Verifier,
     limiter: limits::ConnectionLimiter,
@@ -195,6 +196,7 @@ impl Gateway {
     /// runtime; it stops with `shutdown` or when the gateway is dropped.
     pub fn new(pool: PgPool, cfg: GatewayConfig, shutdown: CancellationToken) -> Gateway {
         let inner = Arc::new(Inner {
+            snapshots: snapshot::SnapshotReads::new(pool.clone()),
             pool,
             verifier: cfg
                 .verifier
@@ -348,6 +350,10 @@ impl Gateway {
 
     fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    fn snapshots(&self) -> &snapshot::SnapshotReads {
+        &self.inner.snapshots
     }
 
     fn shutdown_token(&self) -> CancellationToken {

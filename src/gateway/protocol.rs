@@ -119,19 +119,21 @@ pub fn parse(text: &str) -> Result<ClientFrame, Refusal> {
 }
 
 #[derive(Serialize)]
-struct Subscribed<'a> {
+struct Subscribed<'a, S: ?Sized> {
     op: &'static str,
     id: &'a Value,
     channel: &'a str,
-    snapshot: &'a Value,
+    snapshot: &'a S,
     position: &'a str,
     recovered: bool,
 }
 
-pub fn subscribed(
+/// `snapshot` is a `Value`, or a `RawValue` serialized once for all the
+/// subscribes that share its read.
+pub fn subscribed<S: Serialize + ?Sized>(
     id: &Value,
     channel: &str,
-    snapshot: &Value,
+    snapshot: &S,
     position: &str,
     recovered: bool,
 ) -> String {

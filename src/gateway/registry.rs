@@ -26,6 +26,7 @@ use dashmap::DashMap;
 use lad_consumers::ai::live::{COMPLETED as AI_COMPLETED, DELTA as AI_DELTA};
 use lad_consumers::live::{Channel, LiveRecord, OutboxId};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -445,7 +446,7 @@ impl ChannelRegistry {
         &self,
         conn: &Conn,
         channel: &Channel,
-        snapshot: &Value,
+        snapshot: &(impl Serialize + ?Sized),
         resume: &Resume,
         replayed: Option<Result<Vec<Outgoing>, Unrecoverable>>,
     ) {

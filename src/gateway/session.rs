@@ -15,7 +15,7 @@ use crate::gateway::authz::{self, Decision};
 use crate::gateway::limits::{SubscribeLimiter, TokenBucket};
 use crate::gateway::protocol::{self, ClientFrame, ErrorCode, Refusal, RequestId};
 use crate::gateway::registry::{Conn, Subscription};
-use crate::gateway::{snapshot, Gateway};
+use crate::gateway::Gateway;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use lad_consumers::live::Channel;
@@ -310,8 +310,7 @@ impl Session {
         else {
             return Ok(());
         };
-        let snapshot =
-            tokio::time::timeout(SNAPSHOT_TIMEOUT, snapshot::load(self.gw.pool(), &channel));
+        let snapshot = tokio::time::timeout(SNAPSHOT_TIMEOUT, self.gw.snapshots().read(channel));
         let replay = async {
             match (&resume.replay, self.gw.log_replay()) {
                 (Some(plan), Some(log)) => Some(log.replay(channel, name, plan).await),
@@ -321,12 +320,12 @@ impl Session {
         let (snapshot, replayed) = tokio::join!(snapshot, replay);
         match snapshot {
             Ok(Ok(snap)) => {
-                registry.complete(&self.conn, &channel, &snap, &resume, replayed);
+                registry.complete(&self.conn, &channel, &*snap, &resume, replayed);
                 Ok(())
             }
             failed => {
                 match failed {
-                    Ok(Err(e)) => tracing::warn!(error = %e, %name, "snapshot query failed"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, %name, "no snapshot"),
                     _ => tracing::warn!(%name, "snapshot query timed out"),
                 }
                 registry.unsubscribe(self.conn.id, &channel);

@@ -747,3 +747,73 @@ async fn snapshot_reads_run_on_their_own_small_pool_with_a_statement_timeout(poo
     assert!(waited.is_err(), "a second connection was opened");
     drop(held);
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn subscribes_waiting_together_share_one_snapshot_read_begun_after_them(pool: PgPool) {
+    use lad_consumers::live::Channel;
+    use lad_hub::gateway::snapshot::{SnapshotError, SnapshotReads};
+    use sqlx::postgres::PgPoolOptions;
+
+    let tenant_id = Uuid::new_v4();
+    let channel = Channel::Calls { tenant_id };
+    let one = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let reads = SnapshotReads::new(one.clone());
+    let in_progress = |snapshot: &serde_json::value::RawValue| -> usize {
+        let v: Value = serde_json::from_str(snapshot.get()).unwrap();
+        v["calls_in_progress"].as_array().expect("calls").len()
+    };
+
+    // The pool's one connection is taken: the reads queue behind it.
+    let held = one.acquire().await.unwrap();
+    let waiting: Vec<_> = (0..5).map(|_| reads.read(channel)).collect();
+    let release = async {
+        // Committed after the subscribes began and before their query
+        // started: a read begun after them shows it.
+        sqlx::query(
+            "INSERT INTO voice_call_logs (tenant_id, status, started_at)
+             VALUES ($1, 'in_progress', now())",
+        )
+        .bind(tenant_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+        drop(held);
+    };
+    // `join!` polls the reads first: all five are waiting before the release.
+    let (shared, ()) = tokio::join!(futures_util::future::join_all(waiting), release);
+    let shared: Vec<_> = shared.into_iter().map(Result::unwrap).collect();
+    for s in &shared {
+        assert!(Arc::ptr_eq(s, &shared[0]), "five reads, one query");
+        assert_eq!(in_progress(s), 1);
+    }
+
+    // A later subscribe gets a read of its own, with what committed since.
+    let held = one.acquire().await.unwrap();
+    let first = reads.read(channel);
+    let second_call = async {
+        sqlx::query(
+            "INSERT INTO voice_call_logs (tenant_id, status, started_at)
+             VALUES ($1, 'in_progress', now())",
+        )
+        .bind(tenant_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+        drop(held);
+    };
+    let (later, ()) = tokio::join!(first, second_call);
+    let later = later.unwrap();
+    assert!(!Arc::ptr_eq(&later, &shared[0]));
+    assert_eq!(in_progress(&later), 2);
+
+    // A read that fails reaches every subscriber that shared it.
+    one.close().await;
+    let failed = futures_util::future::join_all((0..3).map(|_| reads.read(channel))).await;
+    for f in failed {
+        assert!(matches!(f, Err(SnapshotError::Query(_))), "{f:?}");
+    }
+}
