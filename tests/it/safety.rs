@@ -767,24 +767,29 @@ async fn subscribes_waiting_together_share_one_snapshot_read_begun_after_them(po
         v["calls_in_progress"].as_array().expect("calls").len()
     };
 
-    // The pool's one connection is taken: the reads queue behind it.
-    let held = one.acquire().await.unwrap();
-    let waiting: Vec<_> = (0..5).map(|_| reads.read(channel)).collect();
-    let release = async {
-        // Committed after the subscribes began and before their query
-        // started: a read begun after them shows it.
-        sqlx::query(
-            "INSERT INTO voice_call_logs (tenant_id, status, started_at)
-             VALUES ($1, 'in_progress', now())",
-        )
-        .bind(tenant_id)
-        .execute(&pool)
-        .await
-        .unwrap();
-        drop(held);
+    // Starts a call of the tenant, then frees the read pool's connection.
+    let call_then_release = |held: sqlx::pool::PoolConnection<sqlx::Postgres>| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO voice_call_logs (tenant_id, status, started_at)
+                 VALUES ($1, 'in_progress', now())",
+            )
+            .bind(tenant_id)
+            .execute(&pool)
+            .await
+            .unwrap();
+            drop(held);
+        }
     };
-    // `join!` polls the reads first: all five are waiting before the release.
-    let (shared, ()) = tokio::join!(futures_util::future::join_all(waiting), release);
+
+    // The pool's one connection is taken: the reads queue behind it. The
+    // call commits after the subscribes began and before their query
+    // started, so a read begun after them shows it. `join!` polls the reads
+    // first: all five are waiting before the release.
+    let held = one.acquire().await.unwrap();
+    let waiting = futures_util::future::join_all((0..5).map(|_| reads.read(channel)));
+    let (shared, ()) = tokio::join!(waiting, call_then_release(held));
     let shared: Vec<_> = shared.into_iter().map(Result::unwrap).collect();
     for s in &shared {
         assert!(Arc::ptr_eq(s, &shared[0]), "five reads, one query");
@@ -793,19 +798,7 @@ async fn subscribes_waiting_together_share_one_snapshot_read_begun_after_them(po
 
     // A later subscribe gets a read of its own, with what committed since.
     let held = one.acquire().await.unwrap();
-    let first = reads.read(channel);
-    let second_call = async {
-        sqlx::query(
-            "INSERT INTO voice_call_logs (tenant_id, status, started_at)
-             VALUES ($1, 'in_progress', now())",
-        )
-        .bind(tenant_id)
-        .execute(&pool)
-        .await
-        .unwrap();
-        drop(held);
-    };
-    let (later, ()) = tokio::join!(first, second_call);
+    let (later, ()) = tokio::join!(reads.read(channel), call_then_release(held));
     let later = later.unwrap();
     assert!(!Arc::ptr_eq(&later, &shared[0]));
     assert_eq!(in_progress(&later), 2);
