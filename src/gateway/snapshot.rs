@@ -111,12 +111,7 @@ impl SnapshotReads {
     }
 }
 
-pub async fn load(conn: &mut PgConnection, channel: &Channel) -> Result<Value, sqlx::Error> {
-    // Replies in progress are never in Postgres; the registry answers
-    // these itself. From the database's view none is in progress.
-    if let Channel::UserAi { .. } = channel {
-        return Ok(json!({ "replies": [] }));
-    }
+async fn load(conn: &mut PgConnection, channel: &Channel) -> Result<Value, sqlx::Error> {
     Ok(match *channel {
         Channel::Calls { tenant_id } => {
             let day = Utc::now().date_naive();
@@ -142,6 +137,8 @@ pub async fn load(conn: &mut PgConnection, channel: &Channel) -> Result<Value, s
             let wallet = billing::store::load_wallet(conn, tenant_id).await?;
             billing::live::wallet_snapshot(tenant_id, wallet.as_ref())
         }
-        Channel::UserAi { .. } => unreachable!("answered from memory above"),
+        // Replies in progress are never in Postgres; the registry answers
+        // these itself. From the database's view none is in progress.
+        Channel::UserAi { .. } => json!({ "replies": [] }),
     })
 }
