@@ -115,19 +115,29 @@ impl<'a> LiveRecord<'a> {
         serde_json::from_slice(value)
     }
 
-    /// The value of a committed update, as the outbox stores it.
-    pub fn committed(u: &LiveUpdate, committed_at: DateTime<Utc>) -> Value {
-        let mut value = json!({
-            "tenant_id": u.tenant_id,
-            "channel": u.channel,
-            "type": u.kind,
-            "data": u.data,
-            "committed_at": committed_at,
-        });
-        if let Some(key) = &u.key {
-            value["key"] = key.as_str().into();
+    /// The value of a committed update, as the outbox stores it: serialized
+    /// straight from the update, without copying `data` into a new tree.
+    pub fn committed(u: &LiveUpdate, committed_at: DateTime<Utc>) -> Box<RawValue> {
+        #[derive(Serialize)]
+        struct Committed<'u> {
+            tenant_id: Uuid,
+            channel: &'u str,
+            #[serde(rename = "type")]
+            kind: &'u str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            key: Option<&'u str>,
+            data: &'u Value,
+            committed_at: DateTime<Utc>,
         }
-        value
+        let value = Committed {
+            tenant_id: u.tenant_id,
+            channel: &u.channel,
+            kind: u.kind,
+            key: u.key.as_deref(),
+            data: &u.data,
+            committed_at,
+        };
+        serde_json::value::to_raw_value(&value).expect("live updates serialize")
     }
 
     /// The value of an ephemeral update, published at once with its own
@@ -350,7 +360,10 @@ mod tests {
             "call.updated",
             json!({"id": "c1", "a": "\u{e9}"}),
         );
-        let value = serde_json::to_vec(&LiveRecord::committed(&u, Utc::now())).unwrap();
+        let value = LiveRecord::committed(&u, Utc::now())
+            .get()
+            .as_bytes()
+            .to_vec();
         let r = LiveRecord::parse(&value).unwrap();
         assert_eq!((r.tenant_id, &*r.kind), (t, "call.updated"));
         assert_eq!(r.key.as_deref(), Some("call.updated/c1"));

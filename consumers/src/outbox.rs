@@ -12,19 +12,21 @@ use crate::metrics as m;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// A record to publish once the transaction that wrote it commits.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A record to publish once the transaction that wrote it commits. The
+/// value is already JSON text: a batch's row holds thousands of records,
+/// and building each as a `Value` tree only to serialize it at once cost
+/// more than the row's insert (issue #14).
+#[derive(Debug, Clone, Serialize)]
 pub struct OutboxRecord {
     pub topic: String,
     pub key: Option<String>,
-    pub value: Value,
+    pub value: Box<RawValue>,
 }
 
 pub async fn write(conn: &mut PgConnection, records: &[OutboxRecord]) -> Result<(), sqlx::Error> {
@@ -334,6 +336,7 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).unwrap()

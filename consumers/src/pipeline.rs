@@ -526,11 +526,14 @@ impl<D: Domain> BatchApplier<D> {
             .iter()
             .map(|u| live_record(&cfg.live_topic, u, fx.now))
             .collect();
-        publish.extend(letters.iter().map(|l| OutboxRecord {
-            topic: cfg.dead_letter_topic.clone(),
-            key: l.key_text(),
-            value: l.to_json(fx.now),
-        }));
+        publish.extend(
+            letters.iter().map(|l| OutboxRecord {
+                topic: cfg.dead_letter_topic.clone(),
+                key: l.key_text(),
+                value: serde_json::value::to_raw_value(&l.to_json(fx.now))
+                    .expect("dead letters serialize"),
+            }),
+        );
         if !publish.is_empty() {
             // Outbox ids in commit order among this pipeline's transactions
             // (its concurrent lanes, its other nodes): the id is taken under

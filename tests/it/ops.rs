@@ -496,27 +496,31 @@ async fn the_dedupe_window_drops_old_partitions_and_still_catches_a_repeat_insid
     );
 
     // A repeat inside the window, at another offset, is caught by event_id
-    // (a call's start: its effects, unlike an activity's, have no row of
-    // their own to be unique by, so the window is what dedupes them).
+    // (a call's analysis: its row keeps the latest analysis, not the ids
+    // that made it, so the window is what dedupes it), even with other
+    // content that would otherwise replace the stored analysis.
     let (tenant, call) = (Uuid::new_v4(), Uuid::new_v4());
     let event = Event::new(
         call,
-        "call.started",
+        "call.analyzed",
         tenant,
         Utc::now(),
-        json!({"call_id": call, "agent_id": Uuid::new_v4(), "direction": "outbound",
-               "from_number": "+15550100", "to_number": "+15550101"}),
+        json!({"call_id": call, "sentiment": "positive", "lead_category": "hot"}),
     );
     let producer = producer(false);
     produce(&producer, &topics.voice(), std::slice::from_ref(&event)).await;
-    let started = format!(
-        "SELECT COALESCE(sum(calls_started), 0)::bigint FROM voice_call_stats_daily WHERE tenant_id = '{tenant}'"
+    let sentiment = format!(
+        "SELECT count(*) FROM voice_call_analysis WHERE tenant_id = '{tenant}' AND sentiment = 'positive'"
     );
     eventually(30, "the event applied", || async {
-        (count(&pool, &started).await == 1).then_some(())
+        (count(&pool, &sentiment).await == 1).then_some(())
     })
     .await;
-    produce(&producer, &topics.voice(), std::slice::from_ref(&event)).await;
+    let mut repeat = event.clone();
+    repeat.value["occurred_at"] = json!((Utc::now() + chrono::Duration::minutes(5))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    repeat.value["data"]["sentiment"] = json!("negative");
+    produce(&producer, &topics.voice(), std::slice::from_ref(&repeat)).await;
     let voice = topics.voice();
     eventually(30, "the repeat counted as a duplicate", || async {
         let m = metrics(hub.addr).await;
@@ -528,7 +532,7 @@ async fn the_dedupe_window_drops_old_partitions_and_still_catches_a_repeat_insid
             .then_some(())
     })
     .await;
-    assert_eq!(count(&pool, &started).await, 1, "applied once");
+    assert_eq!(count(&pool, &sentiment).await, 1, "applied once");
     let stored = format!(
         "SELECT count(*) FROM hub_processed_events WHERE event_id = '{}' AND applied_on >= current_date - 1",
         event.event_id()

@@ -311,13 +311,14 @@ where
 }
 
 /// Distinct events applied: the ids kept in `hub_processed_events`, plus
-/// the transcript lines and activities, which their own rows dedupe
-/// instead (`Domain::deduped_by_own_row`).
+/// the transcript lines, the call lifecycle events and the activities,
+/// which their own rows dedupe instead (`Domain::deduped_by_own_row`).
 pub async fn applied_events(pool: &PgPool) -> i64 {
     count(
         pool,
         "SELECT (SELECT count(*) FROM hub_processed_events)
               + (SELECT count(*) FROM voice_call_transcripts)
+              + (SELECT COALESCE(sum(cardinality(applied_event_ids)), 0) FROM voice_call_logs)
               + (SELECT count(*) FROM campaign_lead_activities)",
     )
     .await

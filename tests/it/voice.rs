@@ -166,6 +166,16 @@ async fn voice_events_become_rows_aggregates_and_pushes_for_their_tenant_only(po
     let (calls, mut events) = scripted_calls(&mut rng, tenant_a, &agents, 30, step);
     // A duplicate under the same event_id, far from the original.
     events.push(events[0].clone());
+    // And one with other content: an earlier start by another agent would
+    // win the merge, but its event_id was applied, so it changes nothing.
+    let mut altered = events
+        .iter()
+        .find(|e| e.value["type"] == "call.started")
+        .expect("a start")
+        .clone();
+    altered.value["occurred_at"] = json!("2026-11-01T00:00:00.000Z");
+    altered.value["data"]["agent_id"] = json!(Uuid::new_v4());
+    events.push(altered);
     let producer = producer(false);
     produce(&producer, &topics.voice(), &events).await;
 

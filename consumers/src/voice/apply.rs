@@ -155,6 +155,44 @@ impl CallRow {
     }
 }
 
+/// A call's row with the events merged into it so far: the row is what
+/// dedupes `call.started`, `call.answered` and `call.ended` (migration 0005),
+/// exactly and at any age, since a repeat finds its id in the row the batch
+/// has locked anyway.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StoredCall {
+    #[sqlx(flatten)]
+    pub row: CallRow,
+    pub applied_event_ids: Vec<Uuid>,
+}
+
+impl StoredCall {
+    pub fn new(row: CallRow) -> StoredCall {
+        StoredCall {
+            row,
+            applied_event_ids: Vec::new(),
+        }
+    }
+
+    /// Records `event_id` as merged into this call; false when it already
+    /// was (a repeat, which must change nothing). A call gets a handful of
+    /// events, so a scan beats a set.
+    pub fn admit(&mut self, event_id: Uuid) -> bool {
+        if self.applied_event_ids.contains(&event_id) {
+            return false;
+        }
+        self.applied_event_ids.push(event_id);
+        true
+    }
+
+    /// Forgets an event whose effects were rejected after its merge (the
+    /// charge of a `call.ended`), so that the same record, replayed once the
+    /// cause is fixed, is applied rather than taken for a repeat.
+    pub fn forget(&mut self, event_id: Uuid) {
+        self.applied_event_ids.retain(|id| *id != event_id);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StatsKey {
     pub tenant_id: Uuid,
@@ -329,6 +367,21 @@ mod tests {
         let mut deltas = BTreeMap::new();
         add_change(&mut deltas, Some(&before), &row);
         assert!(deltas.values().all(StatsDelta::is_zero));
+    }
+
+    #[test]
+    fn a_call_admits_each_event_id_once() {
+        let mut call = StoredCall::new(CallRow::empty(Uuid::nil(), Uuid::nil(), at(10)));
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(call.admit(a));
+        assert!(call.admit(b));
+        assert!(!call.admit(a), "a repeat, however late");
+        call.forget(a);
+        assert!(
+            call.admit(a),
+            "forgotten after a rejection, applied on replay"
+        );
+        assert_eq!(call.applied_event_ids, vec![b, a]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod store;
 use crate::billing::{self, UsageRequest};
 use crate::envelope::{Envelope, Rejection};
 use crate::pipeline::{Accepted, Domain, Effects};
-use apply::{add_change, CallRow};
+use apply::{add_change, CallRow, StoredCall};
 use event::VoiceEvent;
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -45,9 +45,11 @@ impl Domain for VoiceDomain {
     }
 
     /// A line is stored once per `(call_id, seq)` and pushed only when
-    /// stored; it changes no aggregate.
+    /// stored; it changes no aggregate. A lifecycle event is recorded in its
+    /// call's row, which the batch locks before merging (see
+    /// [`StoredCall::admit`]). Only `call.analyzed` is left to the window.
     fn deduped_by_own_row(&self, event: &VoiceEvent) -> bool {
-        matches!(event, VoiceEvent::Transcript(_))
+        matches!(event, VoiceEvent::Transcript(_)) || event.touches_call_log()
     }
 }
 
@@ -69,9 +71,9 @@ async fn apply_batch(
         .copied()
         .collect();
     let mut owner: HashMap<Uuid, Uuid> = store::side_tenants(conn, &unknown).await?;
-    owner.extend(stored.values().map(|r| (r.id, r.tenant_id)));
+    owner.extend(stored.values().map(|c| (c.row.id, c.row.tenant_id)));
 
-    let mut working: BTreeMap<Uuid, CallRow> = BTreeMap::new();
+    let mut working: BTreeMap<Uuid, StoredCall> = BTreeMap::new();
     let mut lines = Vec::new();
     let mut analyses: BTreeMap<Uuid, (Uuid, chrono::DateTime<chrono::Utc>, &event::Analysis)> =
         BTreeMap::new();
@@ -89,12 +91,17 @@ async fn apply_batch(
         }
         let at = meta.occurred_at;
         if a.event.touches_call_log() {
-            let row = working.entry(call_id).or_insert_with(|| {
+            let call = working.entry(call_id).or_insert_with(|| {
                 stored
                     .get(&call_id)
                     .cloned()
-                    .unwrap_or_else(|| CallRow::empty(call_id, meta.tenant_id, at))
+                    .unwrap_or_else(|| StoredCall::new(CallRow::empty(call_id, meta.tenant_id, at)))
             });
+            if !call.admit(meta.event_id) {
+                fx.repeated(1);
+                continue;
+            }
+            let row = &mut call.row;
             match &a.event {
                 VoiceEvent::Started(s) => row.apply_started(s, at),
                 VoiceEvent::Answered { .. } => row.apply_answered(at),
@@ -125,28 +132,27 @@ async fn apply_batch(
     let mut deltas = BTreeMap::new();
     let mut inserts = Vec::new();
     let mut updates = Vec::new();
-    for (id, row) in &working {
+    let mut changed = Vec::new();
+    for (id, call) in &working {
         let old = stored.get(id);
-        if old == Some(row) {
+        if old == Some(call) {
             continue;
         }
-        add_change(&mut deltas, old, row);
+        let old_row = old.map(|o| &o.row);
+        // A new event that loses to an earlier one only adds its id.
+        if old_row != Some(&call.row) {
+            add_change(&mut deltas, old_row, &call.row);
+            changed.push(&call.row);
+        }
         match old {
-            None => inserts.push(row),
-            Some(o) => updates.push((row, o.created_at)),
+            None => inserts.push(call),
+            Some(o) => updates.push((call, o.row.created_at)),
         }
     }
     store::insert_calls(conn, &inserts).await?;
     store::update_calls(conn, &updates).await?;
-    for row in inserts
-        .iter()
-        .copied()
-        .chain(updates.iter().map(|(r, _)| *r))
-    {
+    for row in changed {
         fx.push(live::call_updated(row));
-    }
-    for stats in store::add_stats(conn, &deltas).await? {
-        fx.push(live::call_stats(&stats));
     }
 
     let inserted: HashSet<(Uuid, i32)> = store::insert_transcripts(conn, &lines)
@@ -177,12 +183,18 @@ async fn apply_batch(
         fx.push(live::call_analyzed(&row));
     }
 
+    // The rows every batch shares (an agent's day, a tenant's wallet) are
+    // locked last, so a concurrent lane waits on them for the shortest time.
+    for stats in store::add_stats(conn, &deltas).await? {
+        fx.push(live::call_stats(&stats));
+    }
+
     // The billing chain, in this same transaction: billing's idempotency key
     // makes a call charge once however many `call.ended` it receives.
     let charges: Vec<UsageRequest> = ended_in_batch
         .iter()
         .filter_map(|(call_id, i)| {
-            let row = &working[call_id];
+            let row = &working[call_id].row;
             let cost = row.cost.unwrap_or(Decimal::ZERO);
             (cost > Decimal::ZERO).then(|| UsageRequest {
                 meta: events[*i].meta,
@@ -199,5 +211,28 @@ async fn apply_batch(
             })
         })
         .collect();
-    billing::charge(conn, &charges, fx).await
+    let rejected_before = fx.rejected().len();
+    billing::charge(conn, &charges, fx).await?;
+
+    // A `call.ended` whose charge was rejected is dead-lettered: take it
+    // back out of its call's row, so its replay is not taken for a repeat.
+    let ended_calls: HashMap<Uuid, Uuid> = ended_in_batch
+        .iter()
+        .map(|(call_id, i)| (events[*i].meta.event_id, *call_id))
+        .collect();
+    let mut unmerged = Vec::new();
+    for (meta, _) in &fx.rejected()[rejected_before..] {
+        if let Some(call) = ended_calls
+            .get(&meta.event_id)
+            .and_then(|id| working.get_mut(id))
+        {
+            call.forget(meta.event_id);
+            unmerged.push(call.row.id);
+        }
+    }
+    let unmerged: Vec<(&StoredCall, chrono::DateTime<chrono::Utc>)> = unmerged
+        .iter()
+        .map(|id| (&working[id], working[id].row.created_at))
+        .collect();
+    store::update_calls(conn, &unmerged).await
 }

@@ -1,7 +1,7 @@
 //! The voice pipeline's SQL. Every statement covers the whole batch
 //! (`UNNEST` arrays); the caller owns the transaction.
 
-use super::apply::{CallRow, StatsDelta, StatsKey};
+use super::apply::{CallRow, StatsDelta, StatsKey, StoredCall};
 use super::event::{Analysis, TranscriptLine};
 use crate::store_util::lock_by_id;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -16,13 +16,15 @@ pub const CALL_COLUMNS: &str = "id, tenant_id, agent_id, lead_id, batch_id, init
     direction, from_number, to_number, status, started_at, answered_at, ended_at, \
     duration_seconds, cost, currency, recording_url, created_at";
 
-/// Locks and returns the stored rows of these calls. Row locks make two hub
-/// processes that briefly own the same partition (a rebalance) take turns.
+/// Locks and returns the stored rows of these calls, with the events
+/// merged into each. Row locks make two hub processes that briefly own the
+/// same partition (a rebalance) take turns.
 pub async fn lock_calls(
     conn: &mut PgConnection,
     ids: &[Uuid],
-) -> Result<HashMap<Uuid, CallRow>, sqlx::Error> {
-    lock_by_id(conn, "voice_call_logs", CALL_COLUMNS, ids).await
+) -> Result<HashMap<Uuid, StoredCall>, sqlx::Error> {
+    let columns = format!("{CALL_COLUMNS}, applied_event_ids");
+    lock_by_id(conn, "voice_call_logs", &columns, ids).await
 }
 
 /// Column arrays of a set of call rows, bound in the order of [`CALL_COLUMNS`].
@@ -46,12 +48,18 @@ struct CallColumns {
     currency: Vec<String>,
     recording_url: Vec<Option<String>>,
     created_at: Vec<DateTime<Utc>>,
+    /// Postgres array literals (`{id,id}`): a column of arrays of differing
+    /// lengths cannot be bound as a two-dimensional array.
+    applied_event_ids: Vec<String>,
 }
 
 impl CallColumns {
-    fn of<'a>(rows: impl Iterator<Item = &'a CallRow>) -> CallColumns {
+    fn of<'a>(calls: impl Iterator<Item = &'a StoredCall>) -> CallColumns {
         let mut c = CallColumns::default();
-        for r in rows {
+        for call in calls {
+            let r = &call.row;
+            c.applied_event_ids
+                .push(array_literal(&call.applied_event_ids));
             c.id.push(r.id);
             c.tenant_id.push(r.tenant_id);
             c.agent_id.push(r.agent_id);
@@ -96,20 +104,41 @@ impl CallColumns {
             .bind(self.currency)
             .bind(self.recording_url)
             .bind(self.created_at)
+            .bind(self.applied_event_ids)
     }
+}
+
+fn array_literal(ids: &[Uuid]) -> String {
+    let mut out = String::with_capacity(2 + ids.len() * 37);
+    out.push('{');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+    }
+    out.push('}');
+    out
 }
 
 const CALL_ARRAYS: &str =
     "$1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], \
     $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], \
-    $13::timestamptz[], $14::int4[], $15::numeric[], $16::text[], $17::text[], $18::timestamptz[]";
+    $13::timestamptz[], $14::int4[], $15::numeric[], $16::text[], $17::text[], $18::timestamptz[], \
+    $19::text[]";
 
-pub async fn insert_calls(conn: &mut PgConnection, rows: &[&CallRow]) -> Result<(), sqlx::Error> {
+pub async fn insert_calls(
+    conn: &mut PgConnection,
+    rows: &[&StoredCall],
+) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
     }
-    let sql =
-        format!("INSERT INTO voice_call_logs ({CALL_COLUMNS}) SELECT * FROM UNNEST({CALL_ARRAYS})");
+    let sql = format!(
+        "INSERT INTO voice_call_logs ({CALL_COLUMNS}, applied_event_ids)
+         SELECT {CALL_COLUMNS}, ids::uuid[]
+         FROM UNNEST({CALL_ARRAYS}) AS n({CALL_COLUMNS}, ids)"
+    );
     CallColumns::of(rows.iter().copied())
         .bind(sqlx::query(&sql))
         .execute(conn)
@@ -121,7 +150,7 @@ pub async fn insert_calls(conn: &mut PgConnection, rows: &[&CallRow]) -> Result<
 /// a call whose earliest event moved to another month moves with it.
 pub async fn update_calls(
     conn: &mut PgConnection,
-    rows: &[(&CallRow, DateTime<Utc>)],
+    rows: &[(&StoredCall, DateTime<Utc>)],
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -134,9 +163,10 @@ pub async fn update_calls(
             from_number = n.from_number, to_number = n.to_number, status = n.status,
             started_at = n.started_at, answered_at = n.answered_at, ended_at = n.ended_at,
             duration_seconds = n.duration_seconds, cost = n.cost, currency = n.currency,
-            recording_url = n.recording_url, created_at = n.created_at
-         FROM UNNEST({CALL_ARRAYS}, $19::timestamptz[])
-              AS n({CALL_COLUMNS}, previous_created_at)
+            recording_url = n.recording_url, created_at = n.created_at,
+            applied_event_ids = n.ids::uuid[]
+         FROM UNNEST({CALL_ARRAYS}, $20::timestamptz[])
+              AS n({CALL_COLUMNS}, ids, previous_created_at)
          WHERE c.id = n.id AND c.created_at = n.previous_created_at"
     );
     CallColumns::of(rows.iter().map(|(r, _)| *r))
