@@ -77,7 +77,18 @@ impl LoopHealth {
 
     /// The unit of work landed: the loop is healthy and idle.
     pub fn done(&self) {
-        self.lock().status = LoopStatus::default();
+        self.landed(None);
+    }
+
+    /// One of several units of work in hand at once landed: the failure
+    /// streak ends, and the loop is busy since the oldest one still in
+    /// hand (`None`: idle). A unit stuck in retries keeps its start, so a
+    /// loop whose other units still land is reported stalled all the same.
+    pub fn landed(&self, oldest_in_hand: Option<Instant>) {
+        self.lock().status = LoopStatus {
+            busy_since: oldest_in_hand,
+            failure: None,
+        };
     }
 
     /// An attempt failed; the streak keeps its start.
