@@ -77,18 +77,20 @@ impl LoopHealth {
 
     /// The unit of work landed: the loop is healthy and idle.
     pub fn done(&self) {
-        self.landed(None);
+        self.landed(None, false);
     }
 
-    /// One of several units of work in hand at once landed: the failure
-    /// streak ends, and the loop is busy since the oldest one still in
-    /// hand (`None`: idle). A unit stuck in retries keeps its start, so a
-    /// loop whose other units still land is reported stalled all the same.
-    pub fn landed(&self, oldest_in_hand: Option<Instant>) {
-        self.lock().status = LoopStatus {
-            busy_since: oldest_in_hand,
-            failure: None,
-        };
+    /// One of several units of work in hand at once landed: the loop is
+    /// busy since the oldest one still in hand (`None`: idle), and the
+    /// failure streak ends unless one of those is still failing. A unit
+    /// stuck in retries keeps both its start and its streak, however many
+    /// others land meanwhile.
+    pub fn landed(&self, oldest_in_hand: Option<Instant>, others_failing: bool) {
+        let mut state = self.lock();
+        state.status.busy_since = oldest_in_hand;
+        if !others_failing {
+            state.status.failure = None;
+        }
     }
 
     /// An attempt failed; the streak keeps its start.
@@ -146,6 +148,20 @@ impl HealthRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_still_failing_keeps_the_streak_when_another_lands() {
+        let h = LoopHealth::default();
+        let oldest = Instant::now();
+        h.busy();
+        h.failed(FailureKind::Permanent, "undefined column");
+        h.landed(Some(oldest), true);
+        let s = h.status();
+        assert_eq!(s.busy_since, Some(oldest));
+        assert_eq!(s.failure.expect("still failing").attempts, 1);
+        h.landed(None, false);
+        assert_eq!(h.status(), LoopStatus::default());
+    }
 
     #[test]
     fn a_failure_streak_keeps_its_start_and_ends_when_the_work_lands() {

@@ -24,7 +24,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sqlx::{PgConnection, PgPool};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -729,6 +729,7 @@ pub struct Pipeline<D: Domain> {
     waker: RelayWaker,
     cfg: Arc<PipelineConfig>,
     health: LoopHealth,
+    failing: Arc<AtomicUsize>,
 }
 
 /// Records taken from the consumer's queue at once, without waiting, before
@@ -772,6 +773,9 @@ struct Lane<D: Domain> {
     applier: BatchApplier<D>,
     ephemerals: Ephemerals,
     health: LoopHealth,
+    /// Lanes of the pipeline in a failure streak: another lane landing
+    /// does not end the pipeline's streak while this is above zero.
+    failing: Arc<AtomicUsize>,
     topic: String,
 }
 
@@ -807,7 +811,7 @@ impl<D: Domain> Lane<D> {
         );
         let mut decoded = Some(decoded);
         let mut attempt = 0u32;
-        loop {
+        let outcome = loop {
             let d = decoded.take().unwrap_or_else(|| {
                 // Ephemeral updates were published on the first attempt.
                 let mut d = self.applier.decode(&records);
@@ -815,8 +819,11 @@ impl<D: Domain> Lane<D> {
                 d
             });
             match self.applier.apply(&records, d, &tried_seeks).await {
-                Ok(outcome) => return Some(outcome),
+                Ok(outcome) => break Some(outcome),
                 Err(e) => {
+                    if attempt == 0 {
+                        self.failing.fetch_add(1, Ordering::AcqRel);
+                    }
                     attempt += 1;
                     let kind = e.kind();
                     self.health.failed(kind, &e);
@@ -837,12 +844,16 @@ impl<D: Domain> Lane<D> {
                     }
                     let backoff = Duration::from_millis(50 * u64::from(attempt.min(40)));
                     tokio::select! {
-                        _ = shutdown.cancelled() => return None,
+                        _ = shutdown.cancelled() => break None,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                 }
             }
+        };
+        if attempt > 0 {
+            self.failing.fetch_sub(1, Ordering::AcqRel);
         }
+        outcome
     }
 }
 
@@ -876,6 +887,7 @@ impl<D: Domain> Pipeline<D> {
             waker,
             cfg,
             health: LoopHealth::default(),
+            failing: Arc::default(),
         })
     }
 
@@ -954,6 +966,7 @@ impl<D: Domain> Pipeline<D> {
                     applier: self.applier.clone(),
                     ephemerals: self.ephemerals.clone(),
                     health: self.health.clone(),
+                    failing: self.failing.clone(),
                     topic: self.cfg.topic.clone(),
                 };
                 let seeks = partitions
@@ -989,7 +1002,10 @@ impl<D: Domain> Pipeline<D> {
                     started.remove(&landed.id);
                     match landed.outcome {
                         Some(outcome) => {
-                            self.health.landed(started.values().min().copied());
+                            self.health.landed(
+                                started.values().min().copied(),
+                                self.failing.load(Ordering::Acquire) > 0,
+                            );
                             self.landed(outcome, &mut buffer, &mut tried_seeks);
                         }
                         // Left undone at shutdown: the next owner's.
