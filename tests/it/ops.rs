@@ -56,26 +56,6 @@ async fn green(addr: SocketAddr, secs: u64) {
     .await;
 }
 
-async fn metrics(addr: SocketAddr) -> String {
-    lad_hub::http::fetch(addr, "/metrics")
-        .await
-        .expect("the hub answers /metrics")
-        .1
-}
-
-/// The sum of the samples of `name` whose labels contain every one of `labels`.
-fn sample_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn lad_hub_cli(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_lad-hub"))
         .args(args)
@@ -496,43 +476,41 @@ async fn the_dedupe_window_drops_old_partitions_and_still_catches_a_repeat_insid
     );
 
     // A repeat inside the window, at another offset, is caught by event_id
-    // (a call's analysis: its row keeps the latest analysis, not the ids
-    // that made it, so the window is what dedupes it), even with other
-    // content that would otherwise replace the stored analysis.
-    let (tenant, call) = (Uuid::new_v4(), Uuid::new_v4());
+    // even with other content: a credit under the same event_id with a new
+    // idempotency key (which alone would credit again), since a credit has
+    // no row of its own unique by event_id and the window is what dedupes it.
+    let tenant = Uuid::new_v4();
     let event = Event::new(
-        call,
-        "call.analyzed",
+        tenant,
+        "billing.credit",
         tenant,
         Utc::now(),
-        json!({"call_id": call, "sentiment": "positive", "lead_category": "hot"}),
+        json!({"idempotency_key": "fund-1", "amount": "100", "reason": "top-up"}),
     );
     let producer = producer(false);
-    produce(&producer, &topics.voice(), std::slice::from_ref(&event)).await;
-    let sentiment = format!(
-        "SELECT count(*) FROM voice_call_analysis WHERE tenant_id = '{tenant}' AND sentiment = 'positive'"
+    produce(&producer, &topics.billing(), std::slice::from_ref(&event)).await;
+    let balance = format!(
+        "SELECT COALESCE(sum(current_balance), 0)::bigint FROM billing_wallets WHERE tenant_id = '{tenant}'"
     );
     eventually(30, "the event applied", || async {
-        (count(&pool, &sentiment).await == 1).then_some(())
+        (count(&pool, &balance).await == 100).then_some(())
     })
     .await;
     let mut repeat = event.clone();
-    repeat.value["occurred_at"] = json!((Utc::now() + chrono::Duration::minutes(5))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    repeat.value["data"]["sentiment"] = json!("negative");
-    produce(&producer, &topics.voice(), std::slice::from_ref(&repeat)).await;
-    let voice = topics.voice();
+    repeat.value["data"]["idempotency_key"] = json!("fund-2");
+    produce(&producer, &topics.billing(), std::slice::from_ref(&repeat)).await;
+    let billing = topics.billing();
     eventually(30, "the repeat counted as a duplicate", || async {
         let m = metrics(hub.addr).await;
         (sample_sum(
             &m,
             "lad_events_duplicate_total",
-            &[&format!("topic=\"{voice}\"")],
+            &[&format!("topic=\"{billing}\"")],
         ) >= 1.0)
             .then_some(())
     })
     .await;
-    assert_eq!(count(&pool, &sentiment).await, 1, "applied once");
+    assert_eq!(count(&pool, &balance).await, 100, "applied once");
     let stored = format!(
         "SELECT count(*) FROM hub_processed_events WHERE event_id = '{}' AND applied_on >= current_date - 1",
         event.event_id()

@@ -311,17 +311,40 @@ where
 }
 
 /// Distinct events applied: the ids kept in `hub_processed_events`, plus
-/// the transcript lines, the call lifecycle events and the activities,
-/// which their own rows dedupe instead (`Domain::deduped_by_own_row`).
+/// the voice events and the activities, which their own rows dedupe
+/// instead (`Domain::deduped_by_own_row`): a transcript line, the ids a
+/// call's row and its analysis keep, an activity.
 pub async fn applied_events(pool: &PgPool) -> i64 {
     count(
         pool,
         "SELECT (SELECT count(*) FROM hub_processed_events)
               + (SELECT count(*) FROM voice_call_transcripts)
               + (SELECT COALESCE(sum(cardinality(applied_event_ids)), 0) FROM voice_call_logs)
+              + (SELECT COALESCE(sum(cardinality(applied_event_ids)), 0) FROM voice_call_analysis)
               + (SELECT count(*) FROM campaign_lead_activities)",
     )
     .await
+}
+
+/// The hub's `/metrics` text.
+pub async fn metrics(addr: SocketAddr) -> String {
+    lad_hub::http::fetch(addr, "/metrics")
+        .await
+        .expect("the hub answers /metrics")
+        .1
+}
+
+/// The sum of the samples of `name` whose labels contain every one of `labels`.
+pub fn sample_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {

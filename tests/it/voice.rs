@@ -176,6 +176,16 @@ async fn voice_events_become_rows_aggregates_and_pushes_for_their_tenant_only(po
     altered.value["occurred_at"] = json!("2026-11-01T00:00:00.000Z");
     altered.value["data"]["agent_id"] = json!(Uuid::new_v4());
     events.push(altered);
+    // Likewise an analysis: a later one would replace it, a repeat must not.
+    let analysis = events
+        .iter()
+        .find(|e| e.value["type"] == "call.analyzed")
+        .expect("an analysis")
+        .clone();
+    let mut reanalysis = analysis.clone();
+    reanalysis.value["occurred_at"] = json!("2026-12-01T00:00:00.000Z");
+    reanalysis.value["data"]["lead_category"] = json!("rewritten by a repeat");
+    events.push(reanalysis);
     let producer = producer(false);
     produce(&producer, &topics.voice(), &events).await;
 
@@ -200,6 +210,26 @@ async fn voice_events_become_rows_aggregates_and_pushes_for_their_tenant_only(po
         count(&pool, "SELECT count(*) FROM voice_call_analysis").await,
         analyzed
     );
+    // The three repeats above were each taken for one.
+    let voice = topics.voice();
+    eventually(30, "the repeats counted as duplicates", || async {
+        let m = metrics(hub.addr).await;
+        (sample_sum(
+            &m,
+            "lad_events_duplicate_total",
+            &[&format!("topic=\"{voice}\"")],
+        ) >= 3.0)
+            .then_some(())
+    })
+    .await;
+    let category: String = sqlx::query_scalar(
+        "SELECT lead_category FROM voice_call_analysis WHERE call_log_id = $1::text::uuid",
+    )
+    .bind(analysis.value["data"]["call_id"].as_str())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(json!(category), analysis.value["data"]["lead_category"]);
     assert_transcripts_stored(&pool, &calls).await;
 
     // The pushes: tenant A sees every call's final row; tenant B sees nothing.

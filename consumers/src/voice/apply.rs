@@ -8,7 +8,7 @@
 //! aggregate is then `contribution(new row) - contribution(old row)`, which
 //! is right whatever order the steps came in and never counts a step twice.
 
-use super::event::{Ended, Started};
+use super::event::{Analysis, Ended, Started};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -155,28 +155,28 @@ impl CallRow {
     }
 }
 
-/// A call's row with the events merged into it so far: the row is what
-/// dedupes `call.started`, `call.answered` and `call.ended` (migration 0005),
-/// exactly and at any age, since a repeat finds its id in the row the batch
-/// has locked anyway.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct StoredCall {
-    #[sqlx(flatten)]
-    pub row: CallRow,
+/// A row with the ids of the events merged into it so far. The row is what
+/// dedupes the events that merge into it (a call's `call.started`,
+/// `call.answered` and `call.ended`; its `call.analyzed`; migration 0005),
+/// exactly and at any age: a repeat finds its id in the row the batch has
+/// locked anyway, so no lookup elsewhere and no row of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged<R> {
+    pub row: R,
     pub applied_event_ids: Vec<Uuid>,
 }
 
-impl StoredCall {
-    pub fn new(row: CallRow) -> StoredCall {
-        StoredCall {
+impl<R> Merged<R> {
+    pub fn new(row: R) -> Merged<R> {
+        Merged {
             row,
             applied_event_ids: Vec::new(),
         }
     }
 
-    /// Records `event_id` as merged into this call; false when it already
-    /// was (a repeat, which must change nothing). A call gets a handful of
-    /// events, so a scan beats a set.
+    /// Records `event_id` as merged; false when it already was (a repeat,
+    /// which must change nothing). A row gets a handful of events, so a
+    /// scan beats a set.
     pub fn admit(&mut self, event_id: Uuid) -> bool {
         if self.applied_event_ids.contains(&event_id) {
             return false;
@@ -190,6 +190,54 @@ impl StoredCall {
     /// cause is fixed, is applied rather than taken for a repeat.
     pub fn forget(&mut self, event_id: Uuid) {
         self.applied_event_ids.retain(|id| *id != event_id);
+    }
+}
+
+impl<'r, R: sqlx::FromRow<'r, sqlx::postgres::PgRow>> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+    for Merged<R>
+{
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Merged {
+            row: R::from_row(row)?,
+            applied_event_ids: row.try_get("applied_event_ids")?,
+        })
+    }
+}
+
+/// A `voice_call_analysis` row, as pushed in `call.analyzed`.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct AnalysisRow {
+    pub call_log_id: Uuid,
+    pub tenant_id: Uuid,
+    pub sentiment: Option<String>,
+    pub lead_category: Option<String>,
+    pub summary: Option<String>,
+    pub analyzed_at: Option<DateTime<Utc>>,
+}
+
+impl AnalysisRow {
+    pub fn empty(call_id: Uuid, tenant_id: Uuid) -> AnalysisRow {
+        AnalysisRow {
+            call_log_id: call_id,
+            tenant_id,
+            sentiment: None,
+            lead_category: None,
+            summary: None,
+            analyzed_at: None,
+        }
+    }
+
+    /// Keeps the analysis with the latest `analyzed_at` (the first of equal
+    /// ones), so re-analyses converge in any order.
+    pub fn apply(&mut self, a: &Analysis, at: DateTime<Utc>) {
+        if self.analyzed_at.is_some_and(|current| at <= current) {
+            return;
+        }
+        self.sentiment = Some(a.sentiment.to_owned());
+        self.lead_category = Some(a.lead_category.clone());
+        self.summary = a.summary.clone();
+        self.analyzed_at = Some(at);
     }
 }
 
@@ -370,8 +418,8 @@ mod tests {
     }
 
     #[test]
-    fn a_call_admits_each_event_id_once() {
-        let mut call = StoredCall::new(CallRow::empty(Uuid::nil(), Uuid::nil(), at(10)));
+    fn a_row_admits_each_event_id_once() {
+        let mut call = Merged::new(CallRow::empty(Uuid::nil(), Uuid::nil(), at(10)));
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         assert!(call.admit(a));
         assert!(call.admit(b));
@@ -382,6 +430,25 @@ mod tests {
             "forgotten after a rejection, applied on replay"
         );
         assert_eq!(call.applied_event_ids, vec![b, a]);
+    }
+
+    #[test]
+    fn the_latest_analysis_wins_in_any_order() {
+        let analysis = |sentiment: &'static str| Analysis {
+            call_id: Uuid::nil(),
+            sentiment,
+            lead_category: "warm".into(),
+            summary: None,
+        };
+        let mut forward = AnalysisRow::empty(Uuid::nil(), Uuid::nil());
+        forward.apply(&analysis("negative"), at(10));
+        forward.apply(&analysis("positive"), at(11));
+        let mut backward = AnalysisRow::empty(Uuid::nil(), Uuid::nil());
+        backward.apply(&analysis("positive"), at(11));
+        backward.apply(&analysis("negative"), at(10));
+        assert_eq!(forward, backward);
+        assert_eq!(forward.sentiment.as_deref(), Some("positive"));
+        assert_eq!(forward.analyzed_at, Some(at(11)));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The messages the voice pipeline pushes (contract §7 channels `calls` and `call`).
 
-use super::apply::CallRow;
-use super::store::{AnalysisRow, StatsRow};
+use super::apply::{AnalysisRow, CallRow};
+use super::store::StatsRow;
 use crate::live::{Channel, LiveUpdate};
 use chrono::{DateTime, Utc};
 use serde_json::json;

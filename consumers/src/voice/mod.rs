@@ -10,7 +10,7 @@ pub mod store;
 use crate::billing::{self, UsageRequest};
 use crate::envelope::{Envelope, Rejection};
 use crate::pipeline::{Accepted, Domain, Effects};
-use apply::{add_change, CallRow, StoredCall};
+use apply::{add_change, AnalysisRow, CallRow, Merged};
 use event::VoiceEvent;
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -45,11 +45,11 @@ impl Domain for VoiceDomain {
     }
 
     /// A line is stored once per `(call_id, seq)` and pushed only when
-    /// stored; it changes no aggregate. A lifecycle event is recorded in its
-    /// call's row, which the batch locks before merging (see
-    /// [`StoredCall::admit`]). Only `call.analyzed` is left to the window.
-    fn deduped_by_own_row(&self, event: &VoiceEvent) -> bool {
-        matches!(event, VoiceEvent::Transcript(_)) || event.touches_call_log()
+    /// stored; it changes no aggregate. Every other event is recorded in
+    /// the row it merges into (its call's, or its call's analysis), which
+    /// the batch locks before merging (see [`Merged::admit`]).
+    fn deduped_by_own_row(&self, _event: &VoiceEvent) -> bool {
+        true
     }
 }
 
@@ -72,17 +72,28 @@ async fn apply_batch(
         .collect();
     let mut owner: HashMap<Uuid, Uuid> = store::side_tenants(conn, &unknown).await?;
     owner.extend(stored.values().map(|c| (c.row.id, c.row.tenant_id)));
+    let analyzed: Vec<Uuid> = events
+        .iter()
+        .filter(|a| matches!(a.event, VoiceEvent::Analyzed(_)))
+        .map(|a| a.event.call_id())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let stored_analyses = store::lock_analyses(conn, &analyzed).await?;
 
-    let mut working: BTreeMap<Uuid, StoredCall> = BTreeMap::new();
+    let mut working: BTreeMap<Uuid, Merged<CallRow>> = BTreeMap::new();
     let mut lines = Vec::new();
-    let mut analyses: BTreeMap<Uuid, (Uuid, chrono::DateTime<chrono::Utc>, &event::Analysis)> =
-        BTreeMap::new();
+    let mut analyses: BTreeMap<Uuid, Merged<AnalysisRow>> = BTreeMap::new();
     let mut ended_in_batch: BTreeMap<Uuid, usize> = BTreeMap::new();
 
     for (i, a) in events.iter().enumerate() {
         let (meta, call_id) = (&a.meta, a.event.call_id());
         let tenant = *owner.entry(call_id).or_insert(meta.tenant_id);
-        if tenant != meta.tenant_id {
+        let analysis_tenant = match &a.event {
+            VoiceEvent::Analyzed(_) => stored_analyses.get(&call_id).map(|m| m.row.tenant_id),
+            _ => None,
+        };
+        if tenant != meta.tenant_id || analysis_tenant.is_some_and(|t| t != meta.tenant_id) {
             fx.reject(
                 meta,
                 Rejection::RuleViolation(format!("call {call_id} belongs to another tenant")),
@@ -95,7 +106,7 @@ async fn apply_batch(
                 stored
                     .get(&call_id)
                     .cloned()
-                    .unwrap_or_else(|| StoredCall::new(CallRow::empty(call_id, meta.tenant_id, at)))
+                    .unwrap_or_else(|| Merged::new(CallRow::empty(call_id, meta.tenant_id, at)))
             });
             if !call.admit(meta.event_id) {
                 fx.repeated(1);
@@ -120,9 +131,16 @@ async fn apply_batch(
                 line,
             }),
             VoiceEvent::Analyzed(an) => {
-                let slot = analyses.entry(call_id).or_insert((meta.tenant_id, at, an));
-                if at > slot.1 {
-                    *slot = (meta.tenant_id, at, an);
+                let analysis = analyses.entry(call_id).or_insert_with(|| {
+                    stored_analyses
+                        .get(&call_id)
+                        .cloned()
+                        .unwrap_or_else(|| Merged::new(AnalysisRow::empty(call_id, meta.tenant_id)))
+                });
+                if analysis.admit(meta.event_id) {
+                    analysis.row.apply(an, at);
+                } else {
+                    fx.repeated(1);
                 }
             }
             _ => {}
@@ -178,10 +196,19 @@ async fn apply_batch(
         ));
     }
 
-    let items: Vec<_> = analyses.into_values().collect();
-    for row in store::upsert_analyses(conn, &items).await? {
-        fx.push(live::call_analyzed(&row));
+    let mut written = Vec::new();
+    for (id, analysis) in &analyses {
+        let old = stored_analyses.get(id);
+        if old == Some(analysis) {
+            continue;
+        }
+        // A re-analysis older than the stored one only adds its id.
+        if old.map(|o| &o.row) != Some(&analysis.row) {
+            fx.push(live::call_analyzed(&analysis.row));
+        }
+        written.push(analysis);
     }
+    store::upsert_analyses(conn, &written).await?;
 
     // The rows every batch shares (an agent's day, a tenant's wallet) are
     // locked last, so a concurrent lane waits on them for the shortest time.
@@ -230,7 +257,7 @@ async fn apply_batch(
             unmerged.push(call.row.id);
         }
     }
-    let unmerged: Vec<(&StoredCall, chrono::DateTime<chrono::Utc>)> = unmerged
+    let unmerged: Vec<(&Merged<CallRow>, chrono::DateTime<chrono::Utc>)> = unmerged
         .iter()
         .map(|id| (&working[id], working[id].row.created_at))
         .collect();

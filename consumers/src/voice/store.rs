@@ -1,8 +1,8 @@
 //! The voice pipeline's SQL. Every statement covers the whole batch
 //! (`UNNEST` arrays); the caller owns the transaction.
 
-use super::apply::{CallRow, StatsDelta, StatsKey, StoredCall};
-use super::event::{Analysis, TranscriptLine};
+use super::apply::{AnalysisRow, CallRow, Merged, StatsDelta, StatsKey};
+use super::event::TranscriptLine;
 use crate::store_util::lock_by_id;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -22,7 +22,7 @@ pub const CALL_COLUMNS: &str = "id, tenant_id, agent_id, lead_id, batch_id, init
 pub async fn lock_calls(
     conn: &mut PgConnection,
     ids: &[Uuid],
-) -> Result<HashMap<Uuid, StoredCall>, sqlx::Error> {
+) -> Result<HashMap<Uuid, Merged<CallRow>>, sqlx::Error> {
     let columns = format!("{CALL_COLUMNS}, applied_event_ids");
     lock_by_id(conn, "voice_call_logs", &columns, ids).await
 }
@@ -54,7 +54,7 @@ struct CallColumns {
 }
 
 impl CallColumns {
-    fn of<'a>(calls: impl Iterator<Item = &'a StoredCall>) -> CallColumns {
+    fn of<'a>(calls: impl Iterator<Item = &'a Merged<CallRow>>) -> CallColumns {
         let mut c = CallColumns::default();
         for call in calls {
             let r = &call.row;
@@ -129,7 +129,7 @@ const CALL_ARRAYS: &str =
 
 pub async fn insert_calls(
     conn: &mut PgConnection,
-    rows: &[&StoredCall],
+    rows: &[&Merged<CallRow>],
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -150,7 +150,7 @@ pub async fn insert_calls(
 /// a call whose earliest event moved to another month moves with it.
 pub async fn update_calls(
     conn: &mut PgConnection,
-    rows: &[(&StoredCall, DateTime<Utc>)],
+    rows: &[(&Merged<CallRow>, DateTime<Utc>)],
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -295,44 +295,56 @@ pub async fn side_tenants(
     Ok(rows.into_iter().collect())
 }
 
-/// A `voice_call_analysis` row, as pushed in `call.analyzed`.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-pub struct AnalysisRow {
-    pub call_log_id: Uuid,
-    pub tenant_id: Uuid,
-    pub sentiment: Option<String>,
-    pub lead_category: Option<String>,
-    pub summary: Option<String>,
-    pub analyzed_at: Option<DateTime<Utc>>,
+/// Locks and returns the stored analyses of these calls, with the events
+/// merged into each, by call.
+pub async fn lock_analyses(
+    conn: &mut PgConnection,
+    call_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Merged<AnalysisRow>>, sqlx::Error> {
+    if call_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<Merged<AnalysisRow>> = sqlx::query_as(
+        "SELECT call_log_id, tenant_id, sentiment, lead_category, summary, analyzed_at, applied_event_ids
+         FROM voice_call_analysis WHERE call_log_id = ANY($1)
+         ORDER BY call_log_id FOR UPDATE",
+    )
+    .bind(call_ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|m| (m.row.call_log_id, m)).collect())
 }
 
-/// Upserts analyses (one per call, the batch's latest); a stored analysis
-/// with a later `analyzed_at` is kept, so re-analyses converge in any order.
+/// Writes analyses as merged (their rows are locked, or new).
 pub async fn upsert_analyses(
     conn: &mut PgConnection,
-    items: &[(Uuid, DateTime<Utc>, &Analysis)],
-) -> Result<Vec<AnalysisRow>, sqlx::Error> {
-    if items.is_empty() {
-        return Ok(Vec::new());
+    rows: &[&Merged<AnalysisRow>],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
     }
-    sqlx::query_as(
-        "INSERT INTO voice_call_analysis AS a (call_log_id, tenant_id, sentiment, lead_category, summary, analyzed_at)
-         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+    sqlx::query(
+        "INSERT INTO voice_call_analysis AS a
+            (call_log_id, tenant_id, sentiment, lead_category, summary, analyzed_at, applied_event_ids)
+         SELECT c, t, s, l, m, at, ids::uuid[]
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                     $6::timestamptz[], $7::text[]) AS n(c, t, s, l, m, at, ids)
          ON CONFLICT (call_log_id) DO UPDATE SET
             sentiment = EXCLUDED.sentiment, lead_category = EXCLUDED.lead_category,
-            summary = EXCLUDED.summary, analyzed_at = EXCLUDED.analyzed_at
-         WHERE a.tenant_id = EXCLUDED.tenant_id
-           AND (a.analyzed_at IS NULL OR a.analyzed_at < EXCLUDED.analyzed_at)
-         RETURNING call_log_id, tenant_id, sentiment, lead_category, summary, analyzed_at",
+            summary = EXCLUDED.summary, analyzed_at = EXCLUDED.analyzed_at,
+            applied_event_ids = EXCLUDED.applied_event_ids
+         WHERE a.tenant_id = EXCLUDED.tenant_id",
     )
-    .bind(items.iter().map(|(_, _, a)| a.call_id).collect::<Vec<_>>())
-    .bind(items.iter().map(|(t, _, _)| *t).collect::<Vec<_>>())
-    .bind(items.iter().map(|(_, _, a)| a.sentiment).collect::<Vec<_>>())
-    .bind(items.iter().map(|(_, _, a)| a.lead_category.as_str()).collect::<Vec<_>>())
-    .bind(items.iter().map(|(_, _, a)| a.summary.as_deref()).collect::<Vec<_>>())
-    .bind(items.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
-    .fetch_all(conn)
-    .await
+    .bind(rows.iter().map(|m| m.row.call_log_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|m| m.row.tenant_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|m| m.row.sentiment.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|m| m.row.lead_category.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|m| m.row.summary.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|m| m.row.analyzed_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|m| array_literal(&m.applied_event_ids)).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// A `voice_call_stats_daily` row as a channel snapshot shows it: the row
