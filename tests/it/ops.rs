@@ -499,17 +499,7 @@ async fn the_dedupe_window_drops_old_partitions_and_still_catches_a_repeat_insid
     let mut repeat = event.clone();
     repeat.value["data"]["idempotency_key"] = json!("fund-2");
     produce(&producer, &topics.billing(), std::slice::from_ref(&repeat)).await;
-    let billing = topics.billing();
-    eventually(30, "the repeat counted as a duplicate", || async {
-        let m = metrics(hub.addr).await;
-        (sample_sum(
-            &m,
-            "lad_events_duplicate_total",
-            &[&format!("topic=\"{billing}\"")],
-        ) >= 1.0)
-            .then_some(())
-    })
-    .await;
+    await_duplicates(hub.addr, &topics.billing(), 1.0).await;
     assert_eq!(count(&pool, &balance).await, 100, "applied once");
     let stored = format!(
         "SELECT count(*) FROM hub_processed_events WHERE event_id = '{}' AND applied_on >= current_date - 1",

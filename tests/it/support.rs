@@ -347,6 +347,16 @@ pub fn sample_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// Waits until the hub counted at least `n` duplicates on `topic`.
+pub async fn await_duplicates(addr: SocketAddr, topic: &str, n: f64) {
+    let label = format!("topic=\"{topic}\"");
+    eventually(30, "the repeats counted as duplicates", || async {
+        let m = metrics(addr).await;
+        (sample_sum(&m, "lad_events_duplicate_total", &[&label]) >= n).then_some(())
+    })
+    .await;
+}
+
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
 }

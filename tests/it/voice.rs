@@ -211,17 +211,7 @@ async fn voice_events_become_rows_aggregates_and_pushes_for_their_tenant_only(po
         analyzed
     );
     // The three repeats above were each taken for one.
-    let voice = topics.voice();
-    eventually(30, "the repeats counted as duplicates", || async {
-        let m = metrics(hub.addr).await;
-        (sample_sum(
-            &m,
-            "lad_events_duplicate_total",
-            &[&format!("topic=\"{voice}\"")],
-        ) >= 3.0)
-            .then_some(())
-    })
-    .await;
+    await_duplicates(hub.addr, &topics.voice(), 3.0).await;
     let category: String = sqlx::query_scalar(
         "SELECT lead_category FROM voice_call_analysis WHERE call_log_id = $1::text::uuid",
     )
