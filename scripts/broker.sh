@@ -22,7 +22,13 @@ export PATH="$HOME/.cargo/bin:$PATH"
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
 if [[ "${1:-start}" == "stop" ]]; then
-  if [[ -f "$pidfile" ]] && kill "$(cat "$pidfile")" 2>/dev/null; then
+  if [[ -f "$pidfile" ]] && pid="$(cat "$pidfile")" && kill "$pid" 2>/dev/null; then
+    # Wait for it to let go of the port: a start right after a stop must
+    # not find the dying broker still listening and take it for a live one.
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
     echo "broker stopped"
   fi
   rm -f "$pidfile"
