@@ -1,8 +1,10 @@
 //! The batch loop shared by every input topic.
 //!
-//! poll a batch (N records or T ms) → decode (pure) → one transaction:
-//! offset fence, `event_id` dedupe, the domain's writes, dead letters,
-//! outbox, offsets → commit → wake the relay → mirror offsets to Kafka.
+//! receive into a bounded buffer → a lane takes a batch of partitions no
+//! other lane holds → decode (pure) → one transaction: offset fence,
+//! `event_id` dedupe, the domain's writes, dead letters, outbox, offsets →
+//! commit → wake the relay → mirror offsets to Kafka. Up to
+//! `concurrency` lanes run at once, each as its own task.
 //!
 //! [`BatchApplier`] is the step without Kafka (testable against Postgres
 //! alone); [`Pipeline`] is the loop around it.
