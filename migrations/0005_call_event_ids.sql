@@ -10,7 +10,11 @@
 -- no row of its own there (that lookup and insert were the largest single
 -- statement of a voice batch: BENCHMARKS.md, issue #14).
 -- A call receives a handful of such events, so the arrays stay small.
--- Adding a column with a constant default rewrites nothing.
+-- Adding a column with a constant default rewrites nothing. Rows written
+-- before this migration start with no ids: a repeat of an event they
+-- already hold changes nothing all the same when its content is the same
+-- (each step keeps its earliest event, an analysis its latest), and its id
+-- is recorded from then on.
 -- =============================================================================
 
 ALTER TABLE voice_call_logs ADD COLUMN applied_event_ids uuid[] NOT NULL DEFAULT '{}';
