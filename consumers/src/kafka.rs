@@ -60,6 +60,38 @@ impl KafkaSettings {
         self.consumer_config_waiting(group_id, "1")
     }
 
+    /// A pipeline's consumer: as [`Self::consumer_config`] (or, for a topic
+    /// whose records are streamed to people, the low-latency one), with
+    /// small fetches. The records of all partitions reach the pipeline
+    /// through one queue, in the order of the fetch responses. Left at their
+    /// defaults (1 MB a partition, 50 MB a response), a backlog arrives as
+    /// runs of tens of thousands of one partition's records (tansu,
+    /// measured), every lane but one has nothing to take, and the pipeline
+    /// runs one transaction at a time. Small fetches interleave the
+    /// partitions: measured with two lanes, 43 of 108 lanes started alone
+    /// at the defaults, 5 of 103 with these (either limit alone did not do
+    /// it on a fresh broker).
+    pub fn pipeline_consumer_config(&self, group_id: &str, low_latency: bool) -> ClientConfig {
+        let mut cfg = self.consumer_config_waiting(group_id, if low_latency { "1" } else { "5" });
+        let defaults = [
+            ("max.partition.fetch.bytes", "65536"),
+            ("fetch.max.bytes", "1048576"),
+        ];
+        for (k, v) in defaults {
+            if !self.overrides(k) {
+                cfg.set(k, v);
+            }
+        }
+        cfg
+    }
+
+    fn overrides(&self, key: &str) -> bool {
+        self.common
+            .iter()
+            .chain(&self.consumer)
+            .any(|(k, _)| k == key)
+    }
+
     fn consumer_config_waiting(&self, group_id: &str, fetch_wait_ms: &str) -> ClientConfig {
         let mut cfg = self.base();
         cfg.set("group.id", group_id)
@@ -68,16 +100,7 @@ impl KafkaSettings {
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", fetch_wait_ms)
             .set("enable.partition.eof", "false")
-            .set("queued.max.messages.kbytes", "32768")
-            // The records of all partitions reach the pipeline through one
-            // queue, in the order of the fetch responses. A broker may fill
-            // a response from one partition (tansu ignores
-            // `max.partition.fetch.bytes`): then a backlog arrives as runs
-            // of tens of thousands of one partition's records, every lane
-            // but one has nothing to take, and the pipeline runs one
-            // transaction at a time (measured with two lanes: 41 of 105
-            // lanes started alone at the default 50 MB, 5 of 102 at 1 MB).
-            .set("fetch.max.bytes", "1048576");
+            .set("queued.max.messages.kbytes", "32768");
         for (k, v) in self.common.iter().chain(&self.consumer) {
             cfg.set(k, v);
         }
@@ -162,5 +185,25 @@ mod tests {
         let p = s.producer_config();
         assert_eq!(p.get("linger.ms"), Some("0"));
         assert_eq!(p.get("bootstrap.servers"), Some("b:9092"));
+    }
+
+    #[test]
+    fn pipelines_fetch_small_unless_told_otherwise() {
+        let mut s = KafkaSettings::default();
+        let c = s.pipeline_consumer_config("g", false);
+        assert_eq!(c.get("max.partition.fetch.bytes"), Some("65536"));
+        assert_eq!(c.get("fetch.max.bytes"), Some("1048576"));
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("5"));
+        let streaming = s.pipeline_consumer_config("g", true);
+        assert_eq!(streaming.get("fetch.wait.max.ms"), Some("1"));
+        // Other consumers (the gateway's live reader) keep the defaults.
+        assert_eq!(
+            s.low_latency_consumer_config("g").get("fetch.max.bytes"),
+            None
+        );
+        s.consumer = vec![("fetch.max.bytes".into(), "52428800".into())];
+        let c = s.pipeline_consumer_config("g", false);
+        assert_eq!(c.get("fetch.max.bytes"), Some("52428800"));
+        assert_eq!(c.get("max.partition.fetch.bytes"), Some("65536"));
     }
 }

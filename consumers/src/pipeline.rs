@@ -869,11 +869,7 @@ impl<D: Domain> Pipeline<D> {
         cfg: PipelineConfig,
     ) -> Result<Self, KafkaError> {
         let rebalanced = PipelineContext::default();
-        let client = if domain.streams_ephemeral() {
-            kafka.low_latency_consumer_config(&cfg.group)
-        } else {
-            kafka.consumer_config(&cfg.group)
-        };
+        let client = kafka.pipeline_consumer_config(&cfg.group, domain.streams_ephemeral());
         let consumer: PipelineConsumer = client.create_with_context(rebalanced.clone())?;
         consumer.subscribe(&[&cfg.topic])?;
         let cfg = Arc::new(cfg);

@@ -3,8 +3,8 @@
 //!
 //! - `ingest`: N voice events (whole call lifecycles) produced first, then a
 //!   hub started and timed until every record is committed; compared, in the
-//!   same run, with a raw `COPY` of the rows it wrote into the same tables,
-//!   and with a generic sink (module [`sink`]) applying the same records.
+//!   same run, with a raw `COPY` of the rows it wrote into the same tables
+//!   (the median of three loads), and with a generic sink (module [`sink`]) applying the same records.
 //! - `deltas`: assistant reply deltas, produce → WebSocket client latency over
 //!   many concurrent streams; on one node (the default: the consuming node
 //!   hands deltas to its own sockets in-process) or, with `--across-nodes`,
@@ -407,7 +407,8 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
     hub.wait().await?;
     let events_per_sec = n as f64 / hub_secs;
 
-    let (copy_rows, copy_secs) = copy_same_rows(&pool, postgres).await?;
+    let (copy_rows, copy_runs) = copy_same_rows(&pool, postgres).await?;
+    let copy_secs = median(copy_runs.clone());
     let sink = if baseline {
         eprintln!("hub done in {hub_secs:.1}s; now the generic sink");
         let figures = sink::run(brokers, postgres, &topic, &ends, batch_max).await?;
@@ -431,6 +432,7 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
         "hub_events_per_second": events_per_sec.round(),
         "copy_rows": copy_rows,
         "copy_seconds": round(copy_secs),
+        "copy_seconds_each_run": copy_runs.into_iter().map(round).collect::<Vec<_>>(),
         "copy_rows_per_second": (copy_rows as f64 / copy_secs).round(),
         "ratio_hub_to_copy": round(copy_secs / hub_secs),
         "machine": machine(),
@@ -441,9 +443,15 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
     Ok(figures)
 }
 
+/// Times `COPY` loads of the same rows.
+const COPY_RUNS: usize = 3;
+
 /// The hub's output tables, copied out and then `COPY`ed into the same
 /// tables of a fresh, migrated database: the floor any ingest path pays.
-async fn copy_same_rows(src: &PgPool, postgres: &str) -> anyhow::Result<(u64, f64)> {
+/// Loaded [`COPY_RUNS`] times (a fresh database each), because one load's
+/// time swings by half on a shared machine (4.7 to 7.3 s within ten
+/// minutes, measured); returns the rows and every run's seconds.
+async fn copy_same_rows(src: &PgPool, postgres: &str) -> anyhow::Result<(u64, Vec<f64>)> {
     const TABLES: &[&str] = &[
         "voice_call_logs",
         "voice_call_transcripts",
@@ -470,20 +478,29 @@ async fn copy_same_rows(src: &PgPool, postgres: &str) -> anyhow::Result<(u64, f6
         dumps.push((*t, out));
     }
     drop(conn);
-    let (name, mut conn) = migrated_database(postgres, "benchcopy").await?;
-    let t0 = Instant::now();
     let mut rows = 0u64;
-    for (t, data) in &dumps {
-        let mut copy = conn
-            .copy_in_raw(&format!("COPY {t} FROM STDIN (FORMAT binary)"))
-            .await?;
-        copy.send(data.as_slice()).await?;
-        rows += copy.finish().await?;
+    let mut runs = Vec::with_capacity(COPY_RUNS);
+    for _ in 0..COPY_RUNS {
+        let (name, mut conn) = migrated_database(postgres, "benchcopy").await?;
+        let t0 = Instant::now();
+        rows = 0;
+        for (t, data) in &dumps {
+            let mut copy = conn
+                .copy_in_raw(&format!("COPY {t} FROM STDIN (FORMAT binary)"))
+                .await?;
+            copy.send(data.as_slice()).await?;
+            rows += copy.finish().await?;
+        }
+        runs.push(t0.elapsed().as_secs_f64());
+        conn.close().await?;
+        drop_database(postgres, &name).await;
     }
-    let secs = t0.elapsed().as_secs_f64();
-    conn.close().await?;
-    drop_database(postgres, &name).await;
-    Ok((rows, secs))
+    Ok((rows, runs))
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
 }
 
 /// A new database named `prefix` + a random suffix, with the hub's schema,
