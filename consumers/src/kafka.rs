@@ -69,8 +69,8 @@ impl KafkaSettings {
     /// measured), every lane but one has nothing to take, and the pipeline
     /// runs one transaction at a time. Small fetches interleave the
     /// partitions: measured with two lanes, 43 of 108 lanes started alone
-    /// at the defaults, 5 of 103 with these (either limit alone did not do
-    /// it on a fresh broker).
+    /// at the defaults, 5 of 103 with these (neither limit alone did it
+    /// every time).
     pub fn pipeline_consumer_config(&self, group_id: &str, low_latency: bool) -> ClientConfig {
         let mut cfg = self.consumer_config_waiting(group_id, if low_latency { "1" } else { "5" });
         let defaults = [
