@@ -3,9 +3,6 @@ use lad_hub::config::{Cli, Command, DeadLetterCommand, OffsetsCommand};
 use lad_hub::{auth, dead_letters, demo, http, offset_reset, startup, watch};
 use tokio_util::sync::CancellationToken;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -49,10 +49,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-// The hub's allocator (see src/main.rs), so the hub runs here as it is shipped.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "lad-bench", about = "LAD live hub benchmarks")]
 struct Args {
