@@ -251,7 +251,10 @@ async fn random_billing_under_sigkill_matches_the_reference(pool: PgPool) {
     timeline.note("stream ended");
 
     let expected_daily = reference.cost_daily.clone();
-    eventually(180, "billing_cost_daily equals the reference", || async {
+    // Polled by hand rather than with `eventually`: a timeout must say what
+    // differs (events not applied yet, or applied with other sums).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
         let rows: Vec<(Uuid, NaiveDate, String, i64, Decimal)> = sqlx::query_as(
             "SELECT tenant_id, day, feature_key, usage_count, total_cost FROM billing_cost_daily",
         )
@@ -262,9 +265,26 @@ async fn random_billing_under_sigkill_matches_the_reference(pool: PgPool) {
             .into_iter()
             .map(|(t, d, f, n, c)| ((t, d, f), (n, c)))
             .collect();
-        (got == expected_daily).then_some(())
-    })
-    .await;
+        if got == expected_daily {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let differing: Vec<_> = expected_daily
+                .keys()
+                .chain(got.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter(|k| got.get(*k) != expected_daily.get(*k))
+                .map(|k| (k, got.get(k), expected_daily.get(k)))
+                .collect();
+            panic!(
+                "billing_cost_daily did not equal the reference within 180 s \
+                 ({}/{total_events} events applied); (key, stored, reference): {differing:?}",
+                applied_events(&pool).await
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     timeline.note("billing_cost_daily equals the reference");
     assert_eq!(applied_events(&pool).await, total_events);
 
