@@ -28,3 +28,112 @@ where
         .map(|row| Ok((row.try_get("id")?, R::from_row(row)?)))
         .collect()
 }
+
+/// Rows in `COPY … FROM STDIN` text format, built column by column.
+/// `COPY` writes a batch of new rows in about half the time of an
+/// `INSERT … SELECT FROM UNNEST` of the same rows (it fills heap pages
+/// several rows at a time), so plain inserts of many rows use it.
+#[derive(Default)]
+pub(crate) struct CopyText {
+    data: String,
+    first_in_row: bool,
+}
+
+impl CopyText {
+    pub(crate) fn with_capacity(bytes: usize) -> CopyText {
+        CopyText {
+            data: String::with_capacity(bytes),
+            first_in_row: true,
+        }
+    }
+
+    fn sep(&mut self) {
+        if !std::mem::replace(&mut self.first_in_row, false) {
+            self.data.push('\t');
+        }
+    }
+
+    /// A value written by its `Display` form, which must need no escaping
+    /// (numbers, ids, instants, array literals of ids).
+    pub(crate) fn plain(&mut self, value: impl std::fmt::Display) -> &mut Self {
+        use std::fmt::Write;
+        self.sep();
+        write!(self.data, "{value}").expect("writing to a String cannot fail");
+        self
+    }
+
+    pub(crate) fn opt_plain(&mut self, value: Option<impl std::fmt::Display>) -> &mut Self {
+        match value {
+            Some(v) => self.plain(v),
+            None => self.null(),
+        }
+    }
+
+    /// Text, with the characters the format reserves escaped.
+    pub(crate) fn text(&mut self, value: &str) -> &mut Self {
+        self.sep();
+        for c in value.chars() {
+            match c {
+                '\\' => self.data.push_str("\\\\"),
+                '\t' => self.data.push_str("\\t"),
+                '\n' => self.data.push_str("\\n"),
+                '\r' => self.data.push_str("\\r"),
+                c => self.data.push(c),
+            }
+        }
+        self
+    }
+
+    pub(crate) fn opt_text(&mut self, value: Option<&str>) -> &mut Self {
+        match value {
+            Some(v) => self.text(v),
+            None => self.null(),
+        }
+    }
+
+    pub(crate) fn null(&mut self) -> &mut Self {
+        self.sep();
+        self.data.push_str("\\N");
+        self
+    }
+
+    pub(crate) fn end_row(&mut self) {
+        self.data.push('\n');
+        self.first_in_row = true;
+    }
+
+    /// Sends the rows with `COPY {target} FROM STDIN` on `conn`.
+    pub(crate) async fn send(
+        self,
+        conn: &mut PgConnection,
+        target: &str,
+    ) -> Result<u64, sqlx::Error> {
+        let mut copy = conn
+            .copy_in_raw(&format!("COPY {target} FROM STDIN"))
+            .await?;
+        if let Err(e) = copy.send(self.data.into_bytes()).await {
+            // The connection must leave the copy state before its next use.
+            let _ = copy.abort("the hub could not send the rows").await;
+            return Err(e);
+        }
+        copy.finish().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CopyText;
+
+    #[test]
+    fn copy_text_escapes_what_the_format_reserves_and_marks_nulls() {
+        let mut rows = CopyText::with_capacity(64);
+        rows.plain(7)
+            .text("a\tb\\c\nd\re")
+            .null()
+            .opt_plain(None::<i32>);
+        rows.end_row();
+        rows.opt_text(Some("x")).opt_plain(Some(1.5));
+        rows.end_row();
+        assert_eq!(rows.data, "7\ta\\tb\\\\c\\nd\\re\t\\N\t\\N\nx\t1.5\n");
+    }
+}

@@ -3,7 +3,7 @@
 
 use super::apply::{AnalysisRow, CallRow, Merged, StatsDelta, StatsKey};
 use super::event::TranscriptLine;
-use crate::store_util::lock_by_id;
+use crate::store_util::{lock_by_id, CopyText};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -134,15 +134,35 @@ pub async fn insert_calls(
     if rows.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "INSERT INTO voice_call_logs ({CALL_COLUMNS}, applied_event_ids)
-         SELECT {CALL_COLUMNS}, ids::uuid[]
-         FROM UNNEST({CALL_ARRAYS}) AS n({CALL_COLUMNS}, ids)"
-    );
-    CallColumns::of(rows.iter().copied())
-        .bind(sqlx::query(&sql))
-        .execute(conn)
-        .await?;
+    let mut copy = CopyText::with_capacity(rows.len() * 512);
+    for call in rows {
+        let r = &call.row;
+        copy.plain(r.id)
+            .plain(r.tenant_id)
+            .opt_plain(r.agent_id)
+            .opt_plain(r.lead_id)
+            .opt_plain(r.batch_id)
+            .opt_plain(r.initiated_by_user_id)
+            .opt_text(r.direction.as_deref())
+            .opt_text(r.from_number.as_deref())
+            .opt_text(r.to_number.as_deref())
+            .text(&r.status)
+            .opt_plain(r.started_at.map(|t| t.to_rfc3339()))
+            .opt_plain(r.answered_at.map(|t| t.to_rfc3339()))
+            .opt_plain(r.ended_at.map(|t| t.to_rfc3339()))
+            .opt_plain(r.duration_seconds)
+            .opt_plain(r.cost)
+            .text(&r.currency)
+            .opt_text(r.recording_url.as_deref())
+            .plain(r.created_at.to_rfc3339())
+            .plain(array_literal(&call.applied_event_ids))
+            .end_row();
+    }
+    copy.send(
+        conn,
+        &format!("voice_call_logs ({CALL_COLUMNS}, applied_event_ids)"),
+    )
+    .await?;
     Ok(())
 }
 
