@@ -30,10 +30,11 @@ where
 }
 
 /// Rows in `COPY … FROM STDIN` text format, built column by column.
-/// `COPY` writes a batch of new rows in about half the time of an
+/// `COPY` wrote a batch of new calls in about half the time of an
 /// `INSERT … SELECT FROM UNNEST` of the same rows (it fills heap pages
-/// several rows at a time), so plain inserts of many rows use it.
-#[derive(Default)]
+/// several rows at a time). Not every table gains: for the ledger and
+/// usage events, whose indexes are the cost, it measured no faster
+/// (BENCHMARKS.md, issue #14), so only new calls use it.
 pub(crate) struct CopyText {
     data: String,
     first_in_row: bool,

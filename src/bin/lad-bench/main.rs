@@ -4,7 +4,8 @@
 //! - `ingest`: N voice events (whole call lifecycles) produced first, then a
 //!   hub started and timed until every record is committed; compared, in the
 //!   same run, with a raw `COPY` of the rows it wrote into the same tables
-//!   (the median of three loads), and with a generic sink (module [`sink`]) applying the same records.
+//!   (the median of three loads), and with a generic sink (module
+//!   [`sink`]) applying the same records.
 //! - `deltas`: assistant reply deltas, produce → WebSocket client latency over
 //!   many concurrent streams; on one node (the default: the consuming node
 //!   hands deltas to its own sockets in-process) or, with `--across-nodes`,
@@ -404,7 +405,7 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
     let events_per_sec = n as f64 / hub_secs;
 
     let (copy_rows, copy_runs) = copy_same_rows(&pool, postgres).await?;
-    let copy_secs = median(copy_runs.clone());
+    let copy_secs = median(&copy_runs);
     let sink = if baseline {
         eprintln!("hub done in {hub_secs:.1}s; now the generic sink");
         let figures = sink::run(brokers, postgres, &topic, &ends, batch_max).await?;
@@ -494,7 +495,8 @@ async fn copy_same_rows(src: &PgPool, postgres: &str) -> anyhow::Result<(u64, Ve
     Ok((rows, runs))
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+fn median(xs: &[f64]) -> f64 {
+    let mut xs = xs.to_vec();
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
 }
