@@ -6,6 +6,13 @@
 //! crash between commit and publish delays a message, never loses it. A crash
 //! between publish and delete publishes it again with the same `id`, which is
 //! how the gateway (and any analytics consumer) drops the repeat.
+//!
+//! The table is the truth; memory only saves reading it back. A pipeline
+//! of the same process hands each committed row's records to its relay
+//! ([`RelayWaker::committed`]), which still takes the ids to publish, in
+//! order, from the table, and reads only the rows it was not handed (other
+//! nodes' rows, rows from before a restart, rows the bounded hand-off let
+//! go).
 
 use crate::health::{FailureKind, LoopHealth};
 use crate::metrics as m;
@@ -13,7 +20,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -29,18 +37,22 @@ pub struct OutboxRecord {
     pub value: Box<RawValue>,
 }
 
-pub async fn write(conn: &mut PgConnection, records: &[OutboxRecord]) -> Result<(), sqlx::Error> {
+/// Writes `records` as one row and returns its id (`None`: nothing to write).
+pub async fn write(
+    conn: &mut PgConnection,
+    records: &[OutboxRecord],
+) -> Result<Option<i64>, sqlx::Error> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     // Plain text (migration 0003): the relay only ever reads it back, so
     // Postgres need not parse or validate it (a batch's row is megabytes).
     let text = serde_json::to_string(records).expect("JSON values serialize");
-    sqlx::query("INSERT INTO hub_outbox (records) VALUES ($1)")
+    let id = sqlx::query_scalar("INSERT INTO hub_outbox (records) VALUES ($1) RETURNING id")
         .bind(text)
-        .execute(conn)
+        .fetch_one(conn)
         .await?;
-    Ok(())
+    Ok(Some(id))
 }
 
 /// An outbox record as the relay reads it: the value stays raw text.
@@ -70,13 +82,84 @@ fn with_id(value: &RawValue, id: &str) -> Vec<u8> {
     out
 }
 
-/// Wakes the relay right after a commit instead of waiting for its poll tick.
+/// Wakes the relay right after a commit instead of waiting for its poll
+/// tick, and hands it the committed rows' records.
 #[derive(Clone, Default)]
-pub struct RelayWaker(Arc<Notify>);
+pub struct RelayWaker {
+    notify: Arc<Notify>,
+    /// `None` when no relay of this process takes the rows.
+    handed: Option<Arc<Mutex<Handed>>>,
+}
 
 impl RelayWaker {
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.notify.notify_one();
+    }
+
+    /// Hands over the records of row `id`, which the caller's transaction
+    /// wrote and has committed, and wakes the relay.
+    pub fn committed(&self, id: i64, records: Vec<OutboxRecord>) {
+        if let Some(handed) = &self.handed {
+            handed.lock().expect("hand-off lock").put(id, records);
+        }
+        self.wake();
+    }
+}
+
+/// Committed rows' records, by row id, that the relay has not published
+/// yet. Bounded: a relay that does not keep up (its broker is down) or
+/// stands by (another node's relay publishes) reads the rest back instead.
+struct Handed {
+    rows: BTreeMap<i64, Vec<OutboxRecord>>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+/// A batch's row is a few megabytes; a relay that keeps up holds one or
+/// two of them.
+const HANDED_MAX_BYTES: usize = 32 << 20;
+
+impl Handed {
+    fn new(max_bytes: usize) -> Handed {
+        Handed {
+            rows: BTreeMap::new(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    fn size(records: &[OutboxRecord]) -> usize {
+        records
+            .iter()
+            .map(|r| r.topic.len() + r.key.as_ref().map_or(0, String::len) + r.value.get().len())
+            .sum()
+    }
+
+    fn put(&mut self, id: i64, records: Vec<OutboxRecord>) {
+        let size = Self::size(&records);
+        if self.bytes + size <= self.max_bytes {
+            self.bytes += size;
+            self.rows.insert(id, records);
+        }
+    }
+
+    fn take(&mut self, id: i64) -> Option<Vec<OutboxRecord>> {
+        let records = self.rows.remove(&id)?;
+        self.bytes -= Self::size(&records);
+        Some(records)
+    }
+
+    /// Forgets the rows below `id`: published (and deleted) by another
+    /// relay, since the table's lowest id is above them.
+    fn forget_below(&mut self, id: i64) {
+        let kept = self.rows.split_off(&id);
+        self.rows = kept;
+        self.bytes = self.rows.values().map(|r| Self::size(r)).sum();
+    }
+
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.bytes = 0;
     }
 }
 
@@ -102,6 +185,12 @@ impl RelayError {
     }
 }
 
+/// A row to publish: handed over by this process's pipelines, or read back.
+enum Row {
+    Handed(Vec<OutboxRecord>),
+    Stored(String),
+}
+
 /// What one drain of the outbox did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drained {
@@ -123,6 +212,7 @@ pub struct Relay {
     pool: PgPool,
     producer: FutureProducer,
     waker: RelayWaker,
+    handed: Arc<Mutex<Handed>>,
     rows_per_drain: i64,
     poll_every: Duration,
     health: LoopHealth,
@@ -130,10 +220,15 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(pool: PgPool, producer: FutureProducer) -> Relay {
+        let handed = Arc::new(Mutex::new(Handed::new(HANDED_MAX_BYTES)));
         Relay {
             pool,
             producer,
-            waker: RelayWaker::default(),
+            waker: RelayWaker {
+                notify: Arc::default(),
+                handed: Some(handed.clone()),
+            },
+            handed,
             rows_per_drain: 64,
             poll_every: Duration::from_millis(250),
             health: LoopHealth::default(),
@@ -171,7 +266,7 @@ impl Relay {
                     failures = 0;
                     self.health.done();
                     tokio::select! {
-                        _ = self.waker.0.notified() => {}
+                        _ = self.waker.notify.notified() => {}
                         _ = tokio::time::sleep(self.poll_every) => {}
                         _ = shutdown.cancelled() => break,
                     }
@@ -260,31 +355,64 @@ impl Relay {
         // still hold the lock that the next drain tries to take.
         if !locked {
             tx.rollback().await?;
+            // Another relay publishes them: what this process was handed
+            // would only wait for a bound to evict it.
+            self.handed().clear();
             return Ok(Drained::Elsewhere);
         }
-        let rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, records FROM hub_outbox ORDER BY id LIMIT $1")
-                .bind(self.rows_per_drain)
-                .fetch_all(&mut *tx)
-                .await?;
-        if rows.is_empty() {
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM hub_outbox ORDER BY id LIMIT $1")
+            .bind(self.rows_per_drain)
+            .fetch_all(&mut *tx)
+            .await?;
+        let Some(&lowest) = ids.first() else {
             tx.rollback().await?;
+            self.handed().clear();
             return Ok(Drained::Empty);
+        };
+        let mut rows: BTreeMap<i64, Row> = {
+            let mut handed = self.handed();
+            handed.forget_below(lowest);
+            ids.iter()
+                .filter_map(|id| Some((*id, Row::Handed(handed.take(*id)?))))
+                .collect()
+        };
+        let unread: Vec<i64> = ids
+            .iter()
+            .filter(|id| !rows.contains_key(id))
+            .copied()
+            .collect();
+        if !unread.is_empty() {
+            let read: Vec<(i64, String)> =
+                sqlx::query_as("SELECT id, records FROM hub_outbox WHERE id = ANY($1)")
+                    .bind(&unread)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            rows.extend(read.into_iter().map(|(id, text)| (id, Row::Stored(text))));
         }
         let publishing = Instant::now();
         let mut deliveries = Vec::new();
-        for (row_id, text) in &rows {
-            let records: Vec<StoredRecord<'_>> =
-                serde_json::from_str(text).map_err(|source| RelayError::Corrupt {
-                    row: *row_id,
-                    source,
-                })?;
-            for (i, record) in records.iter().enumerate() {
-                let payload = with_id(record.value, &format!("{row_id}.{i}"));
-                deliveries.push(
-                    self.enqueue(&record.topic, record.key.as_deref(), payload)
-                        .await?,
-                );
+        // In id order: a row handed over and a row read back interleave.
+        for (row_id, row) in &rows {
+            let stored: Vec<StoredRecord<'_>>;
+            let records: Vec<(&str, Option<&str>, &RawValue)> = match row {
+                Row::Handed(records) => records
+                    .iter()
+                    .map(|r| (r.topic.as_str(), r.key.as_deref(), &*r.value))
+                    .collect(),
+                Row::Stored(text) => {
+                    stored = serde_json::from_str(text).map_err(|source| RelayError::Corrupt {
+                        row: *row_id,
+                        source,
+                    })?;
+                    stored
+                        .iter()
+                        .map(|r| (&*r.topic, r.key.as_deref(), r.value))
+                        .collect()
+                }
+            };
+            for (i, (topic, key, value)) in records.into_iter().enumerate() {
+                let payload = with_id(value, &format!("{row_id}.{i}"));
+                deliveries.push(self.enqueue(topic, key, payload).await?);
             }
         }
         for delivery in deliveries {
@@ -295,7 +423,7 @@ impl Relay {
             }
         }
         metrics::histogram!(m::RELAY_PUBLISH_SECONDS).record(publishing.elapsed().as_secs_f64());
-        let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<i64> = rows.into_keys().collect();
         sqlx::query("DELETE FROM hub_outbox WHERE id = ANY($1)")
             .bind(&ids)
             .execute(&mut *tx)
@@ -303,6 +431,10 @@ impl Relay {
         tx.commit().await?;
         metrics::counter!(m::RELAY_ROWS).increment(ids.len() as u64);
         Ok(Drained::Rows(ids.len()))
+    }
+
+    fn handed(&self) -> std::sync::MutexGuard<'_, Handed> {
+        self.handed.lock().expect("hand-off lock")
     }
 
     /// Enqueues without awaiting the delivery (awaiting one by one would
@@ -340,6 +472,37 @@ mod tests {
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    fn records(n: usize, value: &str) -> Vec<OutboxRecord> {
+        (0..n)
+            .map(|_| OutboxRecord {
+                topic: "t".into(),
+                key: Some("k".into()),
+                value: raw(value),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_hand_off_keeps_rows_within_its_bound_and_forgets_what_others_published() {
+        // Each record counts 1 + 1 + 2 bytes.
+        let mut handed = Handed::new(20);
+        handed.put(3, records(2, "{}"));
+        handed.put(5, records(2, "{}"));
+        assert_eq!(handed.bytes, 16);
+        // Over the bound: let go, read back from the table instead.
+        handed.put(8, records(2, "{}"));
+        assert!(handed.take(8).is_none());
+        assert_eq!(handed.take(5).map(|r| r.len()), Some(2));
+        assert_eq!(handed.bytes, 8);
+        handed.put(8, records(1, "{}"));
+        handed.put(9, records(1, "{}"));
+        handed.forget_below(8);
+        assert!(handed.take(3).is_none());
+        assert_eq!(handed.bytes, 8);
+        assert!(handed.take(8).is_some() && handed.take(9).is_some());
+        assert_eq!(handed.bytes, 0);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! receive into a bounded buffer → a lane takes a batch of partitions no
 //! other lane holds → decode (pure) → one transaction: offset fence,
 //! `event_id` dedupe, the domain's writes, dead letters, outbox, offsets →
-//! commit → wake the relay → mirror offsets to Kafka. Up to
+//! commit → hand the outbox row to the relay → mirror offsets to Kafka. Up to
 //! `concurrency` lanes run at once, each as its own task.
 //!
 //! [`BatchApplier`] is the step without Kafka (testable against Postgres
@@ -318,6 +318,7 @@ pub struct BatchApplier<D: Domain> {
     domain: Arc<D>,
     pool: PgPool,
     cfg: Arc<PipelineConfig>,
+    relay: RelayWaker,
 }
 
 impl<D: Domain> Clone for BatchApplier<D> {
@@ -326,13 +327,25 @@ impl<D: Domain> Clone for BatchApplier<D> {
             domain: self.domain.clone(),
             pool: self.pool.clone(),
             cfg: self.cfg.clone(),
+            relay: self.relay.clone(),
         }
     }
 }
 
 impl<D: Domain> BatchApplier<D> {
     pub fn new(domain: Arc<D>, pool: PgPool, cfg: Arc<PipelineConfig>) -> Self {
-        BatchApplier { domain, pool, cfg }
+        BatchApplier {
+            domain,
+            pool,
+            cfg,
+            relay: RelayWaker::default(),
+        }
+    }
+
+    /// Hands every committed outbox row to `relay` and wakes it.
+    pub fn with_relay(mut self, relay: RelayWaker) -> Self {
+        self.relay = relay;
+        self
     }
 
     pub fn domain(&self) -> &D {
@@ -555,10 +568,13 @@ impl<D: Domain> BatchApplier<D> {
                 .execute(&mut *tx)
                 .await?;
         }
-        outbox::write(&mut tx, &publish).await?;
+        let outbox_row = outbox::write(&mut tx, &publish).await?;
         offsets::store(&mut tx, &cfg.group, &cfg.topic, &outcome.committed).await?;
         let written = started.elapsed();
         tx.commit().await?;
+        if let Some(id) = outbox_row {
+            self.relay.committed(id, publish);
+        }
         tracing::debug!(
             topic = %cfg.topic,
             records = range.len(),
@@ -728,7 +744,6 @@ pub struct Pipeline<D: Domain> {
     consumer: PipelineConsumer,
     rebalanced: PipelineContext,
     ephemerals: Ephemerals,
-    waker: RelayWaker,
     cfg: Arc<PipelineConfig>,
     health: LoopHealth,
     failing: Arc<AtomicUsize>,
@@ -874,7 +889,7 @@ impl<D: Domain> Pipeline<D> {
         consumer.subscribe(&[&cfg.topic])?;
         let cfg = Arc::new(cfg);
         Ok(Pipeline {
-            applier: BatchApplier::new(domain, pool, cfg.clone()),
+            applier: BatchApplier::new(domain, pool, cfg.clone()).with_relay(waker),
             consumer,
             rebalanced,
             ephemerals: Ephemerals {
@@ -882,7 +897,6 @@ impl<D: Domain> Pipeline<D> {
                 live_topic: cfg.live_topic.clone(),
                 local: None,
             },
-            waker,
             cfg,
             health: LoopHealth::default(),
             failing: Arc::default(),
@@ -1046,7 +1060,7 @@ impl<D: Domain> Pipeline<D> {
     }
 
     /// After a lane committed: seek back where the store is behind the
-    /// consumer, wake the relay, mirror the stored offsets to Kafka.
+    /// consumer, mirror the stored offsets to Kafka.
     fn landed(
         &self,
         outcome: BatchOutcome,
@@ -1072,7 +1086,6 @@ impl<D: Domain> Pipeline<D> {
             tried_seeks.insert(*partition, *offset);
         }
         if !outcome.committed.is_empty() {
-            self.waker.wake();
             let mut tpl = TopicPartitionList::new();
             for (partition, next) in &outcome.committed {
                 tried_seeks.remove(partition);

@@ -10,6 +10,7 @@ mod gateway;
 mod jwks;
 mod migrate;
 mod ops;
+mod outbox;
 mod safety;
 mod shutdown;
 mod support;

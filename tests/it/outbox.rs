@@ -1,0 +1,109 @@
+//! The relay against the real broker and Postgres: rows its pipelines
+//! handed over and rows it has to read back are published together, in id
+//! order, each once; and the table, not the hand-off, decides what exists.
+
+use crate::support::*;
+use lad_consumers::kafka::{ensure_topics, KafkaSettings};
+use lad_consumers::outbox::{self, Drained, OutboxRecord, Relay};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use sqlx::PgPool;
+use std::time::Duration;
+
+fn settings() -> KafkaSettings {
+    KafkaSettings {
+        brokers: brokers(),
+        ..KafkaSettings::default()
+    }
+}
+
+fn records(topic: &str, row: &str, n: usize) -> Vec<OutboxRecord> {
+    (0..n)
+        .map(|i| OutboxRecord {
+            topic: topic.to_owned(),
+            key: Some(format!("k{i}")),
+            value: RawValue::from_string(format!(r#"{{"row":"{row}","i":{i}}}"#)).unwrap(),
+        })
+        .collect()
+}
+
+/// Writes `records` as one committed row, as a batch does.
+async fn commit_row(pool: &PgPool, records: &[OutboxRecord]) -> i64 {
+    let mut tx = pool.begin().await.unwrap();
+    let id = outbox::write(&mut tx, records).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+/// The next `n` values published to `topic`, in order.
+async fn read(consumer: &StreamConsumer, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("the relay published within 30 s")
+            .expect("a record");
+        out.push(serde_json::from_slice(m.payload().unwrap()).unwrap());
+    }
+    out
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn handed_and_read_back_rows_are_published_together_in_id_order(pool: PgPool) {
+    let topic = format!("{}.out", Topics::new().prefix);
+    ensure_topics(&settings(), &[&topic], 1, 1).await.unwrap();
+    let relay = Relay::new(pool.clone(), settings().producer_config().create().unwrap());
+    let waker = relay.waker();
+
+    // Rows another node (or this one before a restart) committed are only
+    // in the table; this process's are also handed over.
+    let a = commit_row(&pool, &records(&topic, "a", 2)).await;
+    let b_records = records(&topic, "b", 3);
+    let b = commit_row(&pool, &b_records).await;
+    waker.committed(b, b_records);
+    let c = commit_row(&pool, &records(&topic, "c", 1)).await;
+    let d_records = records(&topic, "d", 2);
+    let d = commit_row(&pool, &d_records).await;
+    waker.committed(d, d_records);
+    // Handed over, then gone from the table before the relay ran (another
+    // relay published it): the table decides, so it is not published again.
+    let e_records = records(&topic, "e", 1);
+    let e = commit_row(&pool, &e_records).await;
+    waker.committed(e, e_records);
+    sqlx::query("DELETE FROM hub_outbox WHERE id = $1")
+        .bind(e)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    assert_eq!(relay.drain_once().await.unwrap(), Drained::Rows(4));
+    assert_eq!(relay.drain_once().await.unwrap(), Drained::Empty);
+    assert_eq!(count(&pool, "SELECT count(*) FROM hub_outbox").await, 0);
+
+    let consumer: StreamConsumer = settings()
+        .consumer_config(&format!("{topic}-reader"))
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let got = read(&consumer, 8).await;
+    let seen: Vec<(String, String, i64)> = got
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().to_owned(),
+                v["row"].as_str().unwrap().to_owned(),
+                v["i"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, i64)> = [(a, "a", 2), (b, "b", 3), (c, "c", 1), (d, "d", 2)]
+        .iter()
+        .flat_map(|(id, row, n)| (0..*n).map(move |i| (format!("{id}.{i}"), row.to_string(), i)))
+        .collect();
+    assert_eq!(seen, want);
+    // Nothing after them: row e was not published.
+    let more = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
+    assert!(more.is_err(), "published more than the table held");
+}
