@@ -380,6 +380,8 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
 
     let t0 = Instant::now();
     let cpu_start = cpu::CpuSample::now();
+    // The hub runs in this process, so its CPU is this process's.
+    let hub_ticks = cpu::process_ticks(std::process::id());
     let mut argv = hub_argv(&run, "hub", brokers, partitions, batch_max, "all");
     argv.extend(["--pipeline-concurrency".to_owned(), concurrency.to_string()]);
     let hub = start_hub(argv).await?;
@@ -400,6 +402,11 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
     }
     let hub_secs = t0.elapsed().as_secs_f64();
     let cpu = cpu::window(cpu_start);
+    let hub_core_pct = cpu::process_core_pct(
+        hub_ticks,
+        cpu::process_ticks(std::process::id()),
+        hub_secs,
+    );
     hub.shutdown.cancel();
     hub.wait().await?;
     let events_per_sec = n as f64 / hub_secs;
@@ -434,10 +441,31 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
         "ratio_hub_to_copy": round(copy_secs / hub_secs),
         "machine": machine(),
         "cpu_during_run": cpu,
+        // CPU time per event, which a slower or busier host changes less
+        // than it changes events/s: of the whole machine (Postgres and the
+        // broker included) and of the hub alone.
+        "machine_cpu_us_per_event": cpu_us_per_event(cpu["busy_pct"].as_f64(), hub_secs, n),
+        "hub_core_pct": hub_core_pct,
+        "hub_cpu_us_per_event": cpu_us_per_event(hub_core_pct.as_f64().map(|p| p / cpus()), hub_secs, n),
     });
     pool.close().await;
     drop_database(postgres, &run.prefix).await;
     Ok(figures)
+}
+
+fn cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// Microseconds of CPU per event from a share of the whole machine
+/// (percent of all its cores) over `secs`.
+fn cpu_us_per_event(machine_pct: Option<f64>, secs: f64, events: usize) -> Value {
+    match machine_pct {
+        Some(pct) if events > 0 => {
+            json!((pct / 100.0 * cpus() * secs / events as f64 * 1e7).round() / 10.0)
+        }
+        _ => Value::Null,
+    }
 }
 
 /// Times `COPY` loads of the same rows.
