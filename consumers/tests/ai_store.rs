@@ -133,7 +133,7 @@ async fn deltas_leave_in_seq_order_once_each_and_are_never_stored(pool: PgPool) 
     assert_eq!(first.channel, format!("tenant:{tenant}:user:{user}:ai"));
     assert_eq!(first.kind, "ai.reply.delta");
     assert_eq!(
-        first.data,
+        first.data_value(),
         json!({"conversation_id": conv, "message_id": ma, "user_id": user, "seq": 0, "delta": "Hel"})
     );
 

@@ -87,9 +87,9 @@ mod tests {
             format!("tenant:{}:user:{}:ai", meta.tenant_id, d.user_id)
         );
         assert_eq!(e.update.kind, "ai.reply.delta");
-        assert_eq!(e.update.data["seq"], 4);
-        assert_eq!(e.update.data["delta"], "lo");
-        assert_eq!(e.update.data.as_object().unwrap().len(), 5);
+        assert_eq!(e.update.data_value()["seq"], 4);
+        assert_eq!(e.update.data_value()["delta"], "lo");
+        assert_eq!(e.update.data_value().as_object().unwrap().len(), 5);
     }
 
     #[test]
@@ -112,12 +112,12 @@ mod tests {
             format!("tenant:{}:user:{}:ai", s.tenant_id, s.reply.user_id)
         );
         assert_eq!(u.kind, "ai.reply.completed");
-        assert_eq!(u.data["final"], true);
-        assert_eq!(u.data["id"], u.data["message_id"]);
-        assert_eq!(u.data["role"], "assistant");
-        assert_eq!(u.data["content"], "Hello");
-        assert_eq!(u.data["tokens_used"], 9);
-        assert!(u.data["model"].is_null());
-        assert_eq!(u.data["created_at"], "2026-11-25T10:00:00Z");
+        assert_eq!(u.data_value()["final"], true);
+        assert_eq!(u.data_value()["id"], u.data_value()["message_id"]);
+        assert_eq!(u.data_value()["role"], "assistant");
+        assert_eq!(u.data_value()["content"], "Hello");
+        assert_eq!(u.data_value()["tokens_used"], 9);
+        assert!(u.data_value()["model"].is_null());
+        assert_eq!(u.data_value()["created_at"], "2026-11-25T10:00:00Z");
     }
 }

@@ -4,19 +4,14 @@ use super::apply::{AnalysisRow, CallRow};
 use super::store::StatsRow;
 use crate::live::{Channel, LiveUpdate};
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use uuid::Uuid;
-
-fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).expect("rows serialize to JSON")
-}
 
 /// `call.updated` on `tenant:{t}:calls`: the call's current row.
 pub fn call_updated(row: &CallRow) -> LiveUpdate {
     let channel = Channel::Calls {
         tenant_id: row.tenant_id,
     };
-    LiveUpdate::new(channel, "call.updated", to_value(row))
+    LiveUpdate::new(channel, "call.updated", row)
 }
 
 /// `call.stats` on `tenant:{t}:calls`: the aggregate row after the change.
@@ -24,7 +19,7 @@ pub fn call_stats(row: &StatsRow) -> LiveUpdate {
     let channel = Channel::Calls {
         tenant_id: row.tenant_id,
     };
-    LiveUpdate::new(channel, "call.stats", to_value(row))
+    LiveUpdate::new(channel, "call.stats", row)
 }
 
 /// `call.transcript` on `tenant:{t}:call:{call_id}`.
@@ -36,10 +31,22 @@ pub fn call_transcript(
     text: &str,
     occurred_at: DateTime<Utc>,
 ) -> LiveUpdate {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        call_id: Uuid,
+        seq: i32,
+        speaker: &'a str,
+        text: &'a str,
+        occurred_at: DateTime<Utc>,
+    }
     let channel = Channel::Call { tenant_id, call_id };
-    let data = json!({
-        "call_id": call_id, "seq": seq, "speaker": speaker, "text": text, "occurred_at": occurred_at,
-    });
+    let data = Line {
+        call_id,
+        seq,
+        speaker,
+        text,
+        occurred_at,
+    };
     LiveUpdate::new(channel, "call.transcript", data)
 }
 
@@ -48,5 +55,5 @@ pub fn call_analyzed(row: &AnalysisRow) -> LiveUpdate {
     let channel = Channel::Calls {
         tenant_id: row.tenant_id,
     };
-    LiveUpdate::new(channel, "call.analyzed", to_value(row))
+    LiveUpdate::new(channel, "call.analyzed", row)
 }

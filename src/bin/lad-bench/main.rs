@@ -402,11 +402,8 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
     }
     let hub_secs = t0.elapsed().as_secs_f64();
     let cpu = cpu::window(cpu_start);
-    let hub_core_pct = cpu::process_core_pct(
-        hub_ticks,
-        cpu::process_ticks(std::process::id()),
-        hub_secs,
-    );
+    let hub_core_pct =
+        cpu::process_core_pct(hub_ticks, cpu::process_ticks(std::process::id()), hub_secs);
     hub.shutdown.cancel();
     hub.wait().await?;
     let events_per_sec = n as f64 / hub_secs;
