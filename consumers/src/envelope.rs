@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::str::FromStr;
 use uuid::Uuid;
 
@@ -50,31 +53,85 @@ pub struct Envelope {
 /// changes the meaning of `data`, so guessing would be worse than rejecting.
 pub const SUPPORTED_VERSION: u32 = 1;
 
+/// The envelope as it arrives, read in one pass: the header fields stay
+/// borrowed slices of the record (read below), only `data` becomes a tree.
+/// A `Value` for the whole record cost a `String` for every key and header
+/// value of every event (issue #14). `present` keeps an explicit `null`
+/// apart from a missing field, so each gets its own message.
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    event_id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "type", deserialize_with = "present")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    version: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    tenant_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    occurred_at: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "present")]
+    data: Option<Value>,
+}
+
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// A header field's JSON value, as far as the envelope cares.
+enum Header<'a> {
+    Str(Cow<'a, str>),
+    Null,
+    Other(&'a str),
+}
+
+fn header(raw: Option<&RawValue>) -> Option<Header<'_>> {
+    let text = raw?.get();
+    Some(match text.as_bytes().first() {
+        Some(b'"') => match serde_json::from_str(text) {
+            Ok(s) => Header::Str(s),
+            Err(_) => Header::Other(text),
+        },
+        _ if text == "null" => Header::Null,
+        _ => Header::Other(text),
+    })
+}
+
 impl Envelope {
     pub fn decode(payload: Option<&[u8]>) -> Result<Envelope, Rejection> {
         let bytes = payload.ok_or_else(|| Rejection::InvalidJson("record has no value".into()))?;
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| Rejection::InvalidJson(e.to_string()))?;
-        let Value::Object(mut obj) = value else {
-            return Err(Rejection::InvalidEnvelope(
-                "value must be a JSON object".into(),
-            ));
-        };
         let env = |msg: String| Rejection::InvalidEnvelope(msg);
+        // A struct also reads from a JSON array (field by field, in
+        // order), which must not pass for an envelope.
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                    Err(e) => Rejection::InvalidJson(e.to_string()),
+                    Ok(_) => env("value must be a JSON object".into()),
+                },
+            );
+        }
+        let wire: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+            // A repeated header field: which one applies is anyone's guess.
+            serde_json::error::Category::Data => env(e.to_string()),
+            _ => Rejection::InvalidJson(e.to_string()),
+        })?;
 
-        let event_id = uuid_field(obj.get("event_id"), "event_id").map_err(env)?;
-        let event_type = match obj.get("type") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::String(_)) => return Err(env("type must not be empty".into())),
+        let event_id = uuid_field(header(wire.event_id), "event_id").map_err(env)?;
+        let event_type = match header(wire.kind) {
+            Some(Header::Str(s)) if !s.is_empty() => s.into_owned(),
+            Some(Header::Str(_)) => return Err(env("type must not be empty".into())),
             Some(_) => return Err(env("type must be a string".into())),
             None => return Err(env("missing required field type".into())),
         };
-        let version = match obj.get("version") {
-            None | Some(Value::Null) => SUPPORTED_VERSION,
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .and_then(|v| u32::try_from(v).ok())
-                .ok_or_else(|| env("version must be a positive integer".into()))?,
+        let version = match header(wire.version) {
+            None | Some(Header::Null) => SUPPORTED_VERSION,
+            Some(Header::Other(n)) if n.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+                serde_json::from_str::<u64>(n)
+                    .ok()
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(|| env("version must be a positive integer".into()))?
+            }
             Some(_) => return Err(env("version must be an integer".into())),
         };
         if version != SUPPORTED_VERSION {
@@ -82,15 +139,15 @@ impl Envelope {
                 "unsupported version {version} (this hub reads version {SUPPORTED_VERSION})"
             )));
         }
-        let tenant_id = uuid_field(obj.get("tenant_id"), "tenant_id").map_err(env)?;
-        let occurred_at = match obj.get("occurred_at") {
-            Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+        let tenant_id = uuid_field(header(wire.tenant_id), "tenant_id").map_err(env)?;
+        let occurred_at = match header(wire.occurred_at) {
+            Some(Header::Str(s)) => DateTime::parse_from_rfc3339(&s)
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| env(format!("occurred_at is not RFC 3339: {e}")))?,
             Some(_) => return Err(env("occurred_at must be an RFC 3339 string".into())),
             None => return Err(env("missing required field occurred_at".into())),
         };
-        let data = match obj.remove("data") {
+        let data = match wire.data {
             Some(Value::Object(m)) => m,
             Some(_) => return Err(env("data must be a JSON object".into())),
             None => return Err(env("missing required field data".into())),
@@ -111,13 +168,13 @@ impl Envelope {
     }
 }
 
-fn uuid_field(value: Option<&Value>, name: &str) -> Result<Uuid, String> {
+fn uuid_field(value: Option<Header<'_>>, name: &str) -> Result<Uuid, String> {
     match value {
-        Some(Value::String(s)) => {
-            Uuid::parse_str(s).map_err(|_| format!("{name} is not a UUID: {s:?}"))
+        Some(Header::Str(s)) => {
+            Uuid::parse_str(&s).map_err(|_| format!("{name} is not a UUID: {s:?}"))
         }
-        Some(Value::Null) | None => Err(format!("missing required field {name}")),
-        Some(_) => Err(format!("{name} must be a UUID string")),
+        Some(Header::Null) | None => Err(format!("missing required field {name}")),
+        Some(Header::Other(_)) => Err(format!("{name} must be a UUID string")),
     }
 }
 
@@ -354,6 +411,53 @@ mod tests {
             let err = Envelope::decode(Some(&bytes(v))).unwrap_err();
             assert_eq!(err.kind(), "invalid_envelope", "{field}={value}");
         }
+    }
+
+    #[test]
+    fn nulls_arrays_and_repeated_fields_are_envelope_errors_with_their_reason() {
+        let with = |field: &str, value: Value| {
+            let mut v = valid();
+            v[field] = value;
+            Envelope::decode(Some(&bytes(v))).unwrap_err().to_string()
+        };
+        assert!(with("event_id", Value::Null).contains("missing required field event_id"));
+        assert!(with("type", Value::Null).contains("type must be a string"));
+        assert!(with("type", json!("")).contains("must not be empty"));
+        assert!(with("occurred_at", Value::Null).contains("must be an RFC 3339 string"));
+        assert!(with("data", Value::Null).contains("data must be a JSON object"));
+        assert!(with("version", json!(-1)).contains("positive integer"));
+        assert!(with("version", json!(1.5)).contains("positive integer"));
+        assert!(with("version", json!(true)).contains("must be an integer"));
+        let mut v = valid();
+        v["version"] = Value::Null;
+        v["unknown"] = json!({"nested": [1, 2]});
+        assert_eq!(Envelope::decode(Some(&bytes(v))).unwrap().version, 1);
+
+        for (payload, kind) in [
+            (
+                &br#"["7f0c3c1e-3f4a-4b8e-9d55-0c1a8f0e6b11", "call.ended"]"#[..],
+                "invalid_envelope",
+            ),
+            (b" 12", "invalid_envelope"),
+            (b"", "invalid_json"),
+            (b"{} trailing", "invalid_json"),
+        ] {
+            let err = Envelope::decode(Some(payload)).unwrap_err();
+            assert_eq!(err.kind(), kind, "{}", String::from_utf8_lossy(payload));
+        }
+        let repeated = br#"{"type": "call.ended", "type": "call.started"}"#;
+        let err = Envelope::decode(Some(repeated)).unwrap_err();
+        assert_eq!(err.kind(), "invalid_envelope");
+        assert!(err.to_string().contains("duplicate field `type`"), "{err}");
+        // Escapes in header strings are read as JSON.
+        let text = String::from_utf8(bytes(valid()))
+            .unwrap()
+            .replace(r#""call.ended""#, r#""call.\u0065nded""#);
+        assert!(text.contains(r"\u0065"));
+        assert_eq!(
+            Envelope::decode(Some(text.as_bytes())).unwrap().event_type,
+            "call.ended"
+        );
     }
 
     #[test]

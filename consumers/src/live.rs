@@ -28,9 +28,8 @@ pub struct LiveUpdate {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Serialized once, when the update is made: a batch pushes thousands,
-    /// and building each as a `Value` tree first, only to write it out,
-    /// was a fifth of a voice lane's CPU in allocations, key comparisons
-    /// and frees (issue #14).
+    /// and a `Value` tree for each, built only to be written out, led the
+    /// hub's profile in allocations, key comparisons and frees (issue #14).
     pub data: Box<RawValue>,
 }
 
