@@ -232,6 +232,13 @@ impl Topics {
     }
 }
 
+/// `LAD_BATCH_MAX`. Every batch writes the rows all batches share (about
+/// 1,000 agent-days and every tenant's wallet under a steady load) in a
+/// section the lanes cannot overlap, whatever its size, so larger batches
+/// pay it less often: 10,000 against 5,000 gave +18 % events/s in four
+/// interleaved pairs out of four (BENCHMARKS.md, issue #14).
+pub const DEFAULT_BATCH_MAX: usize = 10_000;
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -251,7 +258,7 @@ pub struct ServeArgs {
     #[arg(long, env = "LAD_CONSUMER_GROUP", default_value = "lad-hub")]
     pub consumer_group: String,
     /// Largest batch, in records, applied in one transaction.
-    #[arg(long, env = "LAD_BATCH_MAX", default_value_t = 5000)]
+    #[arg(long, env = "LAD_BATCH_MAX", default_value_t = DEFAULT_BATCH_MAX)]
     pub batch_max: usize,
     /// Transactions each pipeline runs at once, over disjoint partitions
     /// (a batch of several partitions is split between them). 1 applies one

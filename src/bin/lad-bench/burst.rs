@@ -7,6 +7,7 @@
 use crate::fanout::{field, CallProducer, ChildHub};
 use crate::{drop_database, fresh_run, hub_argv, machine, produce_all, producer, token_for};
 use futures_util::StreamExt;
+use lad_hub::config::DEFAULT_BATCH_MAX;
 use lad_hub::demo::call_burst;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -40,7 +41,7 @@ enum Outcome {
 
 pub async fn run(brokers: &str, postgres: &str, b: Burst) -> anyhow::Result<Value> {
     let run = fresh_run(postgres);
-    let hub = ChildHub::spawn(&hub_argv(&run, "hub", brokers, 6, 5000, "all")).await?;
+    let hub = ChildHub::spawn(&hub_argv(&run, "hub", brokers, 6, DEFAULT_BATCH_MAX, "all")).await?;
     let result = measure(&run.prefix, &hub, brokers, b).await;
     hub.stop().await;
     drop_database(postgres, &run.prefix).await;

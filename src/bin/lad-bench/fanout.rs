@@ -9,6 +9,7 @@ use crate::{
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use lad_hub::config::DEFAULT_BATCH_MAX;
 use lad_hub::demo::Event;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{json, Value};
@@ -147,7 +148,7 @@ pub async fn run(brokers: &str, postgres: &str, f: Fanout) -> anyhow::Result<Val
         "need at least one client per tenant"
     );
     let run = fresh_run(postgres);
-    let hub = ChildHub::spawn(&hub_argv(&run, "hub", brokers, 6, 5000, "all")).await?;
+    let hub = ChildHub::spawn(&hub_argv(&run, "hub", brokers, 6, DEFAULT_BATCH_MAX, "all")).await?;
     let result = measure(&run, &hub, brokers, f).await;
     hub.stop().await;
     drop_database(postgres, &run.prefix).await;

@@ -34,7 +34,7 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use lad_consumers::kafka::{ensure_topics, KafkaSettings};
-use lad_hub::config::{Cli, Command};
+use lad_hub::config::{Cli, Command, DEFAULT_BATCH_MAX};
 use lad_hub::demo::{CallScript, Event};
 use rand::SeedableRng;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -75,7 +75,7 @@ enum Bench {
         events: usize,
         #[arg(long, default_value_t = 6)]
         partitions: i32,
-        #[arg(long, default_value_t = 5000)]
+        #[arg(long, default_value_t = DEFAULT_BATCH_MAX)]
         batch_max: usize,
         /// Transactions each pipeline runs at once (`LAD_PIPELINE_CONCURRENCY`).
         #[arg(long, default_value_t = 2)]
@@ -556,10 +556,30 @@ async fn deltas(
     let run = fresh_run(postgres);
     let mut hubs = Vec::new();
     if across_nodes {
-        hubs.push(start_hub(hub_argv(&run, "hub", brokers, 6, 5000, "consumers")).await?);
-        hubs.push(start_hub(hub_argv(&run, "hub", brokers, 6, 5000, "gateway")).await?);
+        hubs.push(
+            start_hub(hub_argv(
+                &run,
+                "hub",
+                brokers,
+                6,
+                DEFAULT_BATCH_MAX,
+                "consumers",
+            ))
+            .await?,
+        );
+        hubs.push(
+            start_hub(hub_argv(
+                &run,
+                "hub",
+                brokers,
+                6,
+                DEFAULT_BATCH_MAX,
+                "gateway",
+            ))
+            .await?,
+        );
     } else {
-        hubs.push(start_hub(hub_argv(&run, "hub", brokers, 6, 5000, "all")).await?);
+        hubs.push(start_hub(hub_argv(&run, "hub", brokers, 6, DEFAULT_BATCH_MAX, "all")).await?);
     }
     let ready = Instant::now();
     for hub in &hubs {

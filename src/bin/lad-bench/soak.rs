@@ -21,6 +21,7 @@ use crate::{
 use anyhow::Context;
 use chrono::Utc;
 use futures_util::{SinkExt, StreamExt};
+use lad_hub::config::DEFAULT_BATCH_MAX;
 use lad_hub::demo::{CallScript, Event};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -90,7 +91,15 @@ pub async fn run(brokers: &str, postgres: &str, s: Soak) -> anyhow::Result<Value
         "need at least one client per tenant"
     );
     let run = fresh_run(postgres);
-    let hub = ChildHub::spawn(&hub_argv(&run, "hub", brokers, PARTITIONS, 5000, "all")).await?;
+    let hub = ChildHub::spawn(&hub_argv(
+        &run,
+        "hub",
+        brokers,
+        PARTITIONS,
+        DEFAULT_BATCH_MAX,
+        "all",
+    ))
+    .await?;
     let result = soak(&run.prefix, &run.db_url, &hub, brokers, s).await;
     hub.stop().await;
     drop_database(postgres, &run.prefix).await;
