@@ -554,32 +554,14 @@ async fn deltas(
     across_nodes: bool,
 ) -> anyhow::Result<Value> {
     let run = fresh_run(postgres);
-    let mut hubs = Vec::new();
-    if across_nodes {
-        hubs.push(
-            start_hub(hub_argv(
-                &run,
-                "hub",
-                brokers,
-                6,
-                DEFAULT_BATCH_MAX,
-                "consumers",
-            ))
-            .await?,
-        );
-        hubs.push(
-            start_hub(hub_argv(
-                &run,
-                "hub",
-                brokers,
-                6,
-                DEFAULT_BATCH_MAX,
-                "gateway",
-            ))
-            .await?,
-        );
+    let roles: &[&str] = if across_nodes {
+        &["consumers", "gateway"]
     } else {
-        hubs.push(start_hub(hub_argv(&run, "hub", brokers, 6, DEFAULT_BATCH_MAX, "all")).await?);
+        &["all"]
+    };
+    let mut hubs = Vec::new();
+    for role in roles {
+        hubs.push(start_hub(hub_argv(&run, "hub", brokers, 6, DEFAULT_BATCH_MAX, role)).await?);
     }
     let ready = Instant::now();
     for hub in &hubs {
