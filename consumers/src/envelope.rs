@@ -78,23 +78,31 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     T::deserialize(d).map(Some)
 }
 
-/// A header field's JSON value, as far as the envelope cares.
-enum Header<'a> {
+/// A JSON value read no further than its kind: a string (unescaped), null,
+/// or anything else as written. For the envelope's header fields and the
+/// live stream's entity keys, which are read from raw JSON text.
+pub(crate) enum Scalar<'a> {
     Str(Cow<'a, str>),
     Null,
     Other(&'a str),
 }
 
-fn header(raw: Option<&RawValue>) -> Option<Header<'_>> {
-    let text = raw?.get();
-    Some(match text.as_bytes().first() {
-        Some(b'"') => match serde_json::from_str(text) {
-            Ok(s) => Header::Str(s),
-            Err(_) => Header::Other(text),
-        },
-        _ if text == "null" => Header::Null,
-        _ => Header::Other(text),
-    })
+impl<'a> Scalar<'a> {
+    pub(crate) fn of(raw: &'a RawValue) -> Scalar<'a> {
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'"') => match serde_json::from_str(text) {
+                Ok(s) => Scalar::Str(s),
+                Err(_) => Scalar::Other(text),
+            },
+            _ if text == "null" => Scalar::Null,
+            _ => Scalar::Other(text),
+        }
+    }
+}
+
+fn header(raw: Option<&RawValue>) -> Option<Scalar<'_>> {
+    raw.map(Scalar::of)
 }
 
 impl Envelope {
@@ -119,14 +127,14 @@ impl Envelope {
 
         let event_id = uuid_field(header(wire.event_id), "event_id").map_err(env)?;
         let event_type = match header(wire.kind) {
-            Some(Header::Str(s)) if !s.is_empty() => s.into_owned(),
-            Some(Header::Str(_)) => return Err(env("type must not be empty".into())),
+            Some(Scalar::Str(s)) if !s.is_empty() => s.into_owned(),
+            Some(Scalar::Str(_)) => return Err(env("type must not be empty".into())),
             Some(_) => return Err(env("type must be a string".into())),
             None => return Err(env("missing required field type".into())),
         };
         let version = match header(wire.version) {
-            None | Some(Header::Null) => SUPPORTED_VERSION,
-            Some(Header::Other(n)) if n.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+            None | Some(Scalar::Null) => SUPPORTED_VERSION,
+            Some(Scalar::Other(n)) if n.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
                 serde_json::from_str::<u64>(n)
                     .ok()
                     .and_then(|v| u32::try_from(v).ok())
@@ -141,7 +149,7 @@ impl Envelope {
         }
         let tenant_id = uuid_field(header(wire.tenant_id), "tenant_id").map_err(env)?;
         let occurred_at = match header(wire.occurred_at) {
-            Some(Header::Str(s)) => DateTime::parse_from_rfc3339(&s)
+            Some(Scalar::Str(s)) => DateTime::parse_from_rfc3339(&s)
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| env(format!("occurred_at is not RFC 3339: {e}")))?,
             Some(_) => return Err(env("occurred_at must be an RFC 3339 string".into())),
@@ -168,13 +176,13 @@ impl Envelope {
     }
 }
 
-fn uuid_field(value: Option<Header<'_>>, name: &str) -> Result<Uuid, String> {
+fn uuid_field(value: Option<Scalar<'_>>, name: &str) -> Result<Uuid, String> {
     match value {
-        Some(Header::Str(s)) => {
+        Some(Scalar::Str(s)) => {
             Uuid::parse_str(&s).map_err(|_| format!("{name} is not a UUID: {s:?}"))
         }
-        Some(Header::Null) | None => Err(format!("missing required field {name}")),
-        Some(Header::Other(_)) => Err(format!("{name} must be a UUID string")),
+        Some(Scalar::Null) | None => Err(format!("missing required field {name}")),
+        Some(Scalar::Other(_)) => Err(format!("{name} must be a UUID string")),
     }
 }
 

@@ -5,6 +5,7 @@
 //! The gateway reads records and parses channels with these same types, so
 //! writer and reader cannot drift.
 
+use crate::envelope::Scalar;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -31,24 +32,6 @@ pub struct LiveUpdate {
     /// and a `Value` tree for each, built only to be written out, led the
     /// hub's profile in allocations, key comparisons and frees (issue #14).
     pub data: Box<RawValue>,
-}
-
-impl PartialEq for LiveUpdate {
-    fn eq(&self, other: &Self) -> bool {
-        (
-            self.tenant_id,
-            &self.channel,
-            self.kind,
-            &self.key,
-            self.data.get(),
-        ) == (
-            other.tenant_id,
-            &other.channel,
-            other.kind,
-            &other.key,
-            other.data.get(),
-        )
-    }
 }
 
 impl LiveUpdate {
@@ -104,26 +87,26 @@ pub fn state_key(kind: &str, data: &str) -> Option<String> {
     let mut key = String::from(kind);
     for field in fields {
         key.push('/');
-        let raw = members.get(*field)?.get();
-        match raw.as_bytes().first() {
-            Some(b'"') => key.push_str(&serde_json::from_str::<Cow<'_, str>>(raw).ok()?),
-            _ if raw == "null" => return None,
-            _ => key.push_str(raw),
+        match Scalar::of(members.get(*field)?) {
+            Scalar::Str(s) => key.push_str(&s),
+            Scalar::Null => return None,
+            Scalar::Other(text) => key.push_str(text),
         }
     }
     Some(key)
 }
 
-/// A `lad.live.v1` record value (docs/schemas/live-record.json). Written by
-/// [`LiveRecord::committed`] (the relay splices the outbox `id` in) and
-/// [`LiveRecord::ephemeral`]; read by the gateway with [`LiveRecord::parse`],
-/// which borrows and keeps `data` raw so it is forwarded byte for byte.
-#[derive(Debug, Deserialize)]
+/// A `lad.live.v1` record value (docs/schemas/live-record.json), one
+/// definition for both ends. Written by [`LiveRecord::committed`] (the
+/// relay splices the outbox `id` in) and [`LiveRecord::ephemeral`]; read by
+/// the gateway with [`LiveRecord::parse`], which borrows and keeps `data`
+/// raw so it is forwarded byte for byte.
+#[derive(Debug, Deserialize, Serialize)]
 pub struct LiveRecord<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     pub id: Option<Cow<'a, str>>,
     /// Ephemeral records only: the process that also delivered it in-process.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Cow<'a, str>>,
     pub tenant_id: Uuid,
     #[serde(borrow)]
@@ -131,11 +114,11 @@ pub struct LiveRecord<'a> {
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
     /// State messages only: the entity, for conflation.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     pub key: Option<Cow<'a, str>>,
     /// Committed records only: when the transaction that wrote it committed
     /// (the batch's clock), for the commit-to-socket latency.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub committed_at: Option<DateTime<Utc>>,
     #[serde(borrow)]
     pub data: &'a RawValue,
@@ -146,54 +129,40 @@ impl<'a> LiveRecord<'a> {
         serde_json::from_slice(value)
     }
 
-    /// The value of a committed update, as the outbox stores it: serialized
-    /// straight from the update, without copying `data` into a new tree.
-    pub fn committed(u: &LiveUpdate, committed_at: DateTime<Utc>) -> Box<RawValue> {
-        #[derive(Serialize)]
-        struct Committed<'u> {
-            tenant_id: Uuid,
-            channel: &'u str,
-            #[serde(rename = "type")]
-            kind: &'u str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            key: Option<&'u str>,
-            data: &'u RawValue,
-            committed_at: DateTime<Utc>,
-        }
-        let value = Committed {
+    /// `u` as a record, borrowing it: `data` is copied as it is, never
+    /// parsed into a tree.
+    fn of(u: &'a LiveUpdate) -> LiveRecord<'a> {
+        LiveRecord {
+            id: None,
+            origin: None,
             tenant_id: u.tenant_id,
-            channel: &u.channel,
-            kind: u.kind,
-            key: u.key.as_deref(),
+            channel: Cow::Borrowed(&u.channel),
+            kind: Cow::Borrowed(u.kind),
+            key: u.key.as_deref().map(Cow::Borrowed),
+            committed_at: None,
             data: &u.data,
-            committed_at,
+        }
+    }
+
+    /// The value of a committed update, as the outbox stores it (the relay
+    /// splices its `id` in).
+    pub fn committed(u: &LiveUpdate, committed_at: DateTime<Utc>) -> Box<RawValue> {
+        let record = LiveRecord {
+            committed_at: Some(committed_at),
+            ..LiveRecord::of(u)
         };
-        serde_json::value::to_raw_value(&value).expect("live updates serialize")
+        serde_json::value::to_raw_value(&record).expect("live records serialize")
     }
 
     /// The value of an ephemeral update, published at once with its own
     /// `id`; `origin` names the process that also delivered it in-process.
     pub fn ephemeral(id: &str, u: &LiveUpdate, origin: Option<&str>) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Ephemeral<'u> {
-            id: &'u str,
-            tenant_id: Uuid,
-            channel: &'u str,
-            #[serde(rename = "type")]
-            kind: &'u str,
-            data: &'u RawValue,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            origin: Option<&'u str>,
-        }
-        let value = Ephemeral {
-            id,
-            tenant_id: u.tenant_id,
-            channel: &u.channel,
-            kind: u.kind,
-            data: &u.data,
-            origin,
+        let record = LiveRecord {
+            id: Some(Cow::Borrowed(id)),
+            origin: origin.map(Cow::Borrowed),
+            ..LiveRecord::of(u)
         };
-        serde_json::to_vec(&value).expect("live updates serialize")
+        serde_json::to_vec(&record).expect("live records serialize")
     }
 
     /// True for a record the relay published from the outbox (its id is

@@ -110,7 +110,8 @@ impl RelayWaker {
 /// yet. Bounded: a relay that does not keep up (its broker is down) or
 /// stands by (another node's relay publishes) reads the rest back instead.
 struct Handed {
-    rows: BTreeMap<i64, Vec<OutboxRecord>>,
+    /// Each row's records and their size, counted once when handed over.
+    rows: BTreeMap<i64, (usize, Vec<OutboxRecord>)>,
     bytes: usize,
     max_bytes: usize,
 }
@@ -128,24 +129,20 @@ impl Handed {
         }
     }
 
-    fn size(records: &[OutboxRecord]) -> usize {
-        records
+    fn put(&mut self, id: i64, records: Vec<OutboxRecord>) {
+        let size = records
             .iter()
             .map(|r| r.topic.len() + r.key.as_ref().map_or(0, String::len) + r.value.get().len())
-            .sum()
-    }
-
-    fn put(&mut self, id: i64, records: Vec<OutboxRecord>) {
-        let size = Self::size(&records);
+            .sum();
         if self.bytes + size <= self.max_bytes {
             self.bytes += size;
-            self.rows.insert(id, records);
+            self.rows.insert(id, (size, records));
         }
     }
 
     fn take(&mut self, id: i64) -> Option<Vec<OutboxRecord>> {
-        let records = self.rows.remove(&id)?;
-        self.bytes -= Self::size(&records);
+        let (size, records) = self.rows.remove(&id)?;
+        self.bytes -= size;
         Some(records)
     }
 
@@ -153,8 +150,9 @@ impl Handed {
     /// relay, since the table's lowest id is above them.
     fn forget_below(&mut self, id: i64) {
         let kept = self.rows.split_off(&id);
-        self.rows = kept;
-        self.bytes = self.rows.values().map(|r| Self::size(r)).sum();
+        for (size, _) in std::mem::replace(&mut self.rows, kept).into_values() {
+            self.bytes -= size;
+        }
     }
 
     fn clear(&mut self) {

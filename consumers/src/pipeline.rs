@@ -109,7 +109,7 @@ impl Effects {
 /// A live update that is published at once, outside any transaction,
 /// because it describes nothing stored (an assistant's streamed delta).
 /// `id` must be stable across redeliveries so the gateway drops repeats.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Ephemeral {
     pub id: String,
     pub update: LiveUpdate,

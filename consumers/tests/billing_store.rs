@@ -529,8 +529,9 @@ async fn charge_with_the_same_voice_call_key_twice_charges_once(pool: PgPool) {
     tx.commit().await.unwrap();
     assert_eq!(kinds_of(&fx), vec!["billing.charged", "billing.wallet"]);
     assert!(fx.rejected().is_empty());
-    assert_eq!(fx.live()[0].data_value()["balance_after"], "3.800000");
-    assert_eq!(fx.live()[0].data_value()["feature_key"], "voice_calls");
+    let data = fx.live()[0].data_value();
+    assert_eq!(data["balance_after"], "3.800000");
+    assert_eq!(data["feature_key"], "voice_calls");
 
     // And again in a later transaction.
     let mut tx = pool.begin().await.unwrap();

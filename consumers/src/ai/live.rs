@@ -87,9 +87,10 @@ mod tests {
             format!("tenant:{}:user:{}:ai", meta.tenant_id, d.user_id)
         );
         assert_eq!(e.update.kind, "ai.reply.delta");
-        assert_eq!(e.update.data_value()["seq"], 4);
-        assert_eq!(e.update.data_value()["delta"], "lo");
-        assert_eq!(e.update.data_value().as_object().unwrap().len(), 5);
+        let data = e.update.data_value();
+        assert_eq!(data["seq"], 4);
+        assert_eq!(data["delta"], "lo");
+        assert_eq!(data.as_object().unwrap().len(), 5);
     }
 
     #[test]
@@ -112,12 +113,13 @@ mod tests {
             format!("tenant:{}:user:{}:ai", s.tenant_id, s.reply.user_id)
         );
         assert_eq!(u.kind, "ai.reply.completed");
-        assert_eq!(u.data_value()["final"], true);
-        assert_eq!(u.data_value()["id"], u.data_value()["message_id"]);
-        assert_eq!(u.data_value()["role"], "assistant");
-        assert_eq!(u.data_value()["content"], "Hello");
-        assert_eq!(u.data_value()["tokens_used"], 9);
-        assert!(u.data_value()["model"].is_null());
-        assert_eq!(u.data_value()["created_at"], "2026-11-25T10:00:00Z");
+        let data = u.data_value();
+        assert_eq!(data["final"], true);
+        assert_eq!(data["id"], data["message_id"]);
+        assert_eq!(data["role"], "assistant");
+        assert_eq!(data["content"], "Hello");
+        assert_eq!(data["tokens_used"], 9);
+        assert!(data["model"].is_null());
+        assert_eq!(data["created_at"], "2026-11-25T10:00:00Z");
     }
 }

@@ -187,21 +187,20 @@ mod tests {
         );
         assert_eq!(c.channel, format!("tenant:{}:billing", Uuid::from_u128(2)));
         assert_eq!(c.kind, "billing.charged");
-        assert_eq!(c.data_value()["amount"], "1.250000");
-        assert_eq!(c.data_value()["balance_after"], "8.750000");
-        assert_eq!(
-            c.data_value()["usage_event_id"],
-            Uuid::from_u128(3).to_string()
-        );
-        assert_eq!(c.data_value()["occurred_at"], "2026-11-25T10:00:00Z");
-        assert_eq!(c.data_value()["feature_key"], "voice_calls");
+        let c_data = c.data_value();
+        assert_eq!(c_data["amount"], "1.250000");
+        assert_eq!(c_data["balance_after"], "8.750000");
+        assert_eq!(c_data["usage_event_id"], Uuid::from_u128(3).to_string());
+        assert_eq!(c_data["occurred_at"], "2026-11-25T10:00:00Z");
+        assert_eq!(c_data["feature_key"], "voice_calls");
 
         let r = rejected(&u, Uuid::from_u128(3), d("1.25"), d("1"), "USD");
         assert_eq!(r.kind, "billing.rejected");
-        assert_eq!(r.data_value()["reason"], "insufficient_funds");
-        assert_eq!(r.data_value()["cost"], "1.250000");
-        assert_eq!(r.data_value()["amount"], "1.250000");
-        assert_eq!(r.data_value()["balance"], "1.000000");
+        let r_data = r.data_value();
+        assert_eq!(r_data["reason"], "insufficient_funds");
+        assert_eq!(r_data["cost"], "1.250000");
+        assert_eq!(r_data["amount"], "1.250000");
+        assert_eq!(r_data["balance"], "1.000000");
     }
 
     #[test]
@@ -216,10 +215,11 @@ mod tests {
         };
         let m = credited(&c, Uuid::from_u128(5), d("10"), "USD");
         assert_eq!(m.kind, "billing.credited");
-        assert_eq!(m.data_value()["amount"], "10.000000");
-        assert_eq!(m.data_value()["reason"], "stripe_payment");
+        let m_data = m.data_value();
+        assert_eq!(m_data["amount"], "10.000000");
+        assert_eq!(m_data["reason"], "stripe_payment");
         assert_eq!(
-            m.data_value()["ledger_transaction_id"],
+            m_data["ledger_transaction_id"],
             Uuid::from_u128(5).to_string()
         );
 
@@ -233,8 +233,9 @@ mod tests {
         };
         let m = wallet(&w);
         assert_eq!(m.kind, "billing.wallet");
+        let m_data = m.data_value();
         assert_eq!(
-            m.data_value(),
+            m_data,
             json!({
                 "wallet_id": Uuid::from_u128(6),
                 "tenant_id": Uuid::from_u128(2),
@@ -244,10 +245,7 @@ mod tests {
                 "updated_at": "2026-11-25T10:00:00Z",
             })
         );
-        assert_eq!(
-            wallet_snapshot(w.tenant_id, Some(&w))["wallet"],
-            m.data_value()
-        );
+        assert_eq!(wallet_snapshot(w.tenant_id, Some(&w))["wallet"], m_data);
         let none = wallet_snapshot(w.tenant_id, None);
         assert_eq!(
             (

@@ -84,11 +84,12 @@ mod tests {
         assert_eq!(u.channel, format!("tenant:{tenant}:campaign:{campaign}"));
         assert_eq!(u.tenant_id, tenant);
         assert_eq!(u.kind, "campaign.activity");
-        assert_eq!(u.data_value()["step_type"], "voice_call");
-        assert_eq!(u.data_value()["status"], "bounced");
-        assert_eq!(u.data_value()["error"], "no route");
-        assert_eq!(u.data_value()["id"], s.id.to_string());
-        assert_eq!(u.data_value()["occurred_at"], "2026-11-25T10:00:00Z");
+        let data = u.data_value();
+        assert_eq!(data["step_type"], "voice_call");
+        assert_eq!(data["status"], "bounced");
+        assert_eq!(data["error"], "no route");
+        assert_eq!(data["id"], s.id.to_string());
+        assert_eq!(data["occurred_at"], "2026-11-25T10:00:00Z");
     }
 
     #[test]
@@ -107,8 +108,9 @@ mod tests {
             u.channel,
             format!("tenant:{}:campaign:{}", r.tenant_id, r.campaign_id)
         );
-        assert_eq!(u.data_value()["count"], 7);
-        assert_eq!(u.data_value()["status"], "sent");
-        assert_eq!(u.data_value()["step_id"], r.step_id.to_string());
+        let data = u.data_value();
+        assert_eq!(data["count"], 7);
+        assert_eq!(data["status"], "sent");
+        assert_eq!(data["step_id"], r.step_id.to_string());
     }
 }

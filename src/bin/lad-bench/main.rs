@@ -438,29 +438,30 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
         "ratio_hub_to_copy": round(copy_secs / hub_secs),
         "machine": machine(),
         "cpu_during_run": cpu,
-        // CPU time per event, which a slower or busier host changes less
-        // than it changes events/s: of the whole machine (Postgres and the
-        // broker included) and of the hub alone.
-        "machine_cpu_us_per_event": cpu_us_per_event(cpu["busy_pct"].as_f64(), hub_secs, n),
+        // CPU time per event: of the whole machine (Postgres and the broker
+        // included) and of the hub alone. On a shared host it swings with
+        // the host's speed much as events/s does (BENCHMARKS.md).
+        "machine_cpu_us_per_event": cpu_us_per_event(
+            cpu["busy_pct"].as_f64().map(|p| p / 100.0 * cpus() as f64),
+            hub_secs,
+            n,
+        ),
         "hub_core_pct": hub_core_pct,
-        "hub_cpu_us_per_event": cpu_us_per_event(hub_core_pct.as_f64().map(|p| p / cpus()), hub_secs, n),
+        "hub_cpu_us_per_event": cpu_us_per_event(hub_core_pct.as_f64().map(|p| p / 100.0), hub_secs, n),
     });
     pool.close().await;
     drop_database(postgres, &run.prefix).await;
     Ok(figures)
 }
 
-fn cpus() -> f64 {
-    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Microseconds of CPU per event from a share of the whole machine
-/// (percent of all its cores) over `secs`.
-fn cpu_us_per_event(machine_pct: Option<f64>, secs: f64, events: usize) -> Value {
-    match machine_pct {
-        Some(pct) if events > 0 => {
-            json!((pct / 100.0 * cpus() * secs / events as f64 * 1e7).round() / 10.0)
-        }
+/// Microseconds of CPU per event from `cores` busy on average over `secs`.
+fn cpu_us_per_event(cores: Option<f64>, secs: f64, events: usize) -> Value {
+    match cores {
+        Some(cores) if events > 0 => json!((cores * secs / events as f64 * 1e7).round() / 10.0),
         _ => Value::Null,
     }
 }
@@ -874,7 +875,7 @@ fn machine() -> Value {
             .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
     });
     json!({
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpus": cpus(),
         "cpu": cpu,
         "os": std::env::consts::OS,
     })
