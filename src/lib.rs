@@ -41,3 +41,10 @@ pub mod safety;
 pub mod secrets;
 pub mod startup;
 pub mod watch;
+
+/// Every binary that links the hub (`lad-hub`, `lad-bench`, the tests)
+/// allocates with jemalloc: a batch makes and frees tens of thousands of
+/// small strings across threads, and glibc's allocator was a fifth of the
+/// hub's CPU in `lad-bench ingest` (BENCHMARKS.md, issue #14).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

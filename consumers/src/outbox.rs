@@ -37,6 +37,13 @@ pub struct OutboxRecord {
     pub value: Box<RawValue>,
 }
 
+impl OutboxRecord {
+    /// Bytes of its topic, key and value.
+    fn size(&self) -> usize {
+        self.topic.len() + self.key.as_ref().map_or(0, String::len) + self.value.get().len()
+    }
+}
+
 /// Writes `records` as one row and returns its id (`None`: nothing to write).
 pub async fn write(
     conn: &mut PgConnection,
@@ -47,7 +54,12 @@ pub async fn write(
     }
     // Plain text (migration 0003): the relay only ever reads it back, so
     // Postgres need not parse or validate it (a batch's row is megabytes).
-    let text = serde_json::to_string(records).expect("JSON values serialize");
+    // Sized up front: grown by doubling, a batch's row of megabytes was
+    // copied over and over (issue #14).
+    let size: usize = records.iter().map(|r| r.size() + 32).sum();
+    let mut text = Vec::with_capacity(size + 2);
+    serde_json::to_writer(&mut text, records).expect("JSON values serialize");
+    let text = String::from_utf8(text).expect("serde_json writes UTF-8");
     let id = sqlx::query_scalar("INSERT INTO hub_outbox (records) VALUES ($1) RETURNING id")
         .bind(text)
         .fetch_one(conn)
@@ -130,10 +142,7 @@ impl Handed {
     }
 
     fn put(&mut self, id: i64, records: Vec<OutboxRecord>) {
-        let size = records
-            .iter()
-            .map(|r| r.topic.len() + r.key.as_ref().map_or(0, String::len) + r.value.get().len())
-            .sum();
+        let size = records.iter().map(OutboxRecord::size).sum();
         if self.bytes + size <= self.max_bytes {
             self.bytes += size;
             self.rows.insert(id, (size, records));
