@@ -54,8 +54,9 @@ pub async fn write(
     }
     // Plain text (migration 0003): the relay only ever reads it back, so
     // Postgres need not parse or validate it (a batch's row is megabytes).
-    // Sized up front: grown by doubling, a batch's row of megabytes was
-    // copied over and over (issue #14).
+    // Sized up front (32: a record's member names and punctuation): grown
+    // by doubling, a batch's row of megabytes was copied over and over
+    // (issue #14).
     let size: usize = records.iter().map(|r| r.size() + 32).sum();
     let mut text = Vec::with_capacity(size + 2);
     serde_json::to_writer(&mut text, records).expect("JSON values serialize");
