@@ -136,13 +136,22 @@ pub async fn used_keys(
         return Ok(HashSet::new());
     }
     let (tenants, idem): (Vec<Uuid>, Vec<&str>) = keys.iter().copied().unzip();
+    // One probe of each unique index per key, whatever the statistics say.
+    // Written as `EXISTS (..) OR EXISTS (..)`, the planner hashed both
+    // tables whole whenever it took them for small beside the batch's keys:
+    // 22 ms instead of 3 ms for 1,500 keys against a 43,000-row ledger
+    // (issue #14), a cost that grows with the tables until it flips.
     let rows: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT k.tenant_id, k.idempotency_key
          FROM UNNEST($1::uuid[], $2::text[]) AS k(tenant_id, idempotency_key)
-         WHERE EXISTS (SELECT 1 FROM billing_usage_events u
-                       WHERE u.tenant_id = k.tenant_id AND u.idempotency_key = k.idempotency_key)
-            OR EXISTS (SELECT 1 FROM billing_ledger_transactions l
-                       WHERE l.tenant_id = k.tenant_id AND l.idempotency_key = k.idempotency_key)",
+         CROSS JOIN LATERAL (
+            SELECT 1 FROM billing_usage_events u
+            WHERE u.tenant_id = k.tenant_id AND u.idempotency_key = k.idempotency_key
+            UNION ALL
+            SELECT 1 FROM billing_ledger_transactions l
+            WHERE l.tenant_id = k.tenant_id AND l.idempotency_key = k.idempotency_key
+            LIMIT 1
+         ) AS used",
     )
     .bind(&tenants)
     .bind(&idem)
