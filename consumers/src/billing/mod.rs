@@ -160,7 +160,10 @@ async fn settle(
         .collect();
     let used = store::used_keys(conn, &keys).await?;
 
-    let plan = apply::plan(ops, &prices, &used, &wallets, Uuid::new_v4);
+    // Time-ordered ids: each new usage event and ledger row lands at the
+    // right edge of its primary key (and of the indexes that refer to the
+    // other), not on a random page, while the wallets are locked.
+    let plan = apply::plan(ops, &prices, &used, &wallets, Uuid::now_v7);
     store::insert_usage_events(conn, &plan.usage_rows, fx.now).await?;
     store::insert_ledger(conn, &plan.ledger_rows, fx.now).await?;
     let stamped = store::update_balances(conn, &plan.balances).await?;
