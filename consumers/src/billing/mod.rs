@@ -160,9 +160,10 @@ async fn settle(
         .collect();
     let used = store::used_keys(conn, &keys).await?;
 
-    // Time-ordered ids: each new usage event and ledger row lands at the
-    // right edge of its primary key (and of the indexes that refer to the
-    // other), not on a random page, while the wallets are locked.
+    // Time-ordered ids, because this runs while the tenants' wallets are
+    // locked: the new rows' primary-key entries, and the entries of the
+    // indexes on the other table that point at them, go to the indexes'
+    // right edge instead of to random pages.
     let plan = apply::plan(ops, &prices, &used, &wallets, Uuid::now_v7);
     store::insert_usage_events(conn, &plan.usage_rows, fx.now).await?;
     store::insert_ledger(conn, &plan.ledger_rows, fx.now).await?;
