@@ -6,7 +6,7 @@ mod common;
 
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
 use common::{envelope, Feed};
-use lad_consumers::voice::VoiceDomain;
+use lad_consumers::voice::{store, VoiceDomain};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -201,4 +201,74 @@ async fn another_tenants_event_for_a_call_is_dead_lettered_and_the_batch_goes_on
         .iter()
         .filter(|r| r["topic"] == "lad.live.v1")
         .all(|r| r["key"] == json!(tenant.to_string())));
+}
+
+/// A batch's lookups by call id probe the indexes even when its keys are
+/// many beside the table (there the planner, given the keys, scans every
+/// table whole, and each batch costs more as the tables grow), and they
+/// leave the transaction's planner settings as they found them.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_batchs_call_lookups_probe_the_indexes_and_leave_the_settings_alone(pool: PgPool) {
+    let tenant = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO voice_call_logs (id, tenant_id, status, created_at)
+         SELECT gen_random_uuid(), $1, 'completed', $2 FROM generate_series(1, 4000)",
+    )
+    .bind(tenant)
+    .bind(at(0))
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO voice_call_analysis (call_log_id, tenant_id, analyzed_at)
+         SELECT id, tenant_id, created_at FROM voice_call_logs;
+         INSERT INTO voice_call_transcripts (call_id, seq, tenant_id, speaker, text, occurred_at, event_id)
+         SELECT id, 0, tenant_id, 'agent', 'hi', created_at, gen_random_uuid() FROM voice_call_logs;
+         ANALYZE",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM voice_call_logs LIMIT 500")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    ids.extend((0..1500).map(|_| Uuid::new_v4()));
+    ids.sort_unstable();
+
+    // This backend's scan counts, which include its earlier transactions'
+    // not yet flushed: only their change across the lookups tells. A bitmap
+    // heap scan counts as a `seq_scan` too, but its rows do not count as
+    // read sequentially.
+    async fn scans(conn: &mut sqlx::PgConnection) -> (i64, i64) {
+        sqlx::query_as(
+            "SELECT coalesce(sum(seq_tup_read), 0)::int8, coalesce(sum(idx_scan), 0)::int8
+             FROM pg_stat_xact_user_tables
+             WHERE relname LIKE 'voice_call_logs%'
+                OR relname IN ('voice_call_analysis', 'voice_call_transcripts')",
+        )
+        .fetch_one(conn)
+        .await
+        .unwrap()
+    }
+    let mut tx = pool.begin().await.unwrap();
+    let before = scans(&mut tx).await;
+    let locked = store::lock_calls(&mut tx, &ids).await.unwrap();
+    let owners = store::side_tenants(&mut tx, &ids).await.unwrap();
+    let analyses = store::lock_analyses(&mut tx, &ids).await.unwrap();
+    assert_eq!(
+        (locked.len(), owners.len(), analyses.len()),
+        (500, 500, 500)
+    );
+    let after = scans(&mut tx).await;
+    assert_eq!(after.0 - before.0, 0, "no row read by a sequential scan");
+    assert!(after.1 > before.1);
+    let settings: (String, String) = sqlx::query_as(
+        "SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(settings, ("auto".to_owned(), "on".to_owned()));
+    tx.rollback().await.unwrap();
 }

@@ -2,7 +2,7 @@
 //! caller's transaction.
 
 use super::apply::{Completed, Conversation, ConversationBump, NewConversation, StoredReply};
-use crate::store_util::lock_by_id;
+use crate::store_util::{as_index_probes, lock_by_id};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
@@ -41,11 +41,13 @@ pub async fn lock_message_owners(
     .bind(MESSAGE_LOCK_CLASS)
     .execute(&mut *conn)
     .await?;
-    let rows: Vec<(Uuid, Uuid)> =
+    let rows: Vec<(Uuid, Uuid)> = as_index_probes(conn, async |conn| {
         sqlx::query_as("SELECT id, tenant_id FROM ai_messages WHERE id = ANY($1)")
             .bind(ids)
             .fetch_all(conn)
-            .await?;
+            .await
+    })
+    .await?;
     Ok(rows.into_iter().collect())
 }
 

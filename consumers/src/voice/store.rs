@@ -3,7 +3,7 @@
 
 use super::apply::{AnalysisRow, CallRow, Merged, StatsDelta, StatsKey};
 use super::event::TranscriptLine;
-use crate::store_util::{lock_by_id, CopyText};
+use crate::store_util::{as_index_probes, lock_by_id, CopyText};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -304,13 +304,16 @@ pub async fn side_tenants(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT call_log_id, tenant_id FROM voice_call_analysis WHERE call_log_id = ANY($1)
-         UNION
-         SELECT DISTINCT call_id, tenant_id FROM voice_call_transcripts WHERE call_id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(conn)
+    let rows: Vec<(Uuid, Uuid)> = as_index_probes(conn, async |conn| {
+        sqlx::query_as(
+            "SELECT call_log_id, tenant_id FROM voice_call_analysis WHERE call_log_id = ANY($1)
+             UNION
+             SELECT DISTINCT call_id, tenant_id FROM voice_call_transcripts WHERE call_id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+    })
     .await?;
     Ok(rows.into_iter().collect())
 }
@@ -324,13 +327,16 @@ pub async fn lock_analyses(
     if call_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<Merged<AnalysisRow>> = sqlx::query_as(
-        "SELECT call_log_id, tenant_id, sentiment, lead_category, summary, analyzed_at, applied_event_ids
-         FROM voice_call_analysis WHERE call_log_id = ANY($1)
-         ORDER BY call_log_id FOR UPDATE",
-    )
-    .bind(call_ids)
-    .fetch_all(conn)
+    let rows: Vec<Merged<AnalysisRow>> = as_index_probes(conn, async |conn| {
+        sqlx::query_as(
+            "SELECT call_log_id, tenant_id, sentiment, lead_category, summary, analyzed_at, applied_event_ids
+             FROM voice_call_analysis WHERE call_log_id = ANY($1)
+             ORDER BY call_log_id FOR UPDATE",
+        )
+        .bind(call_ids)
+        .fetch_all(conn)
+        .await
+    })
     .await?;
     Ok(rows.into_iter().map(|m| (m.row.call_log_id, m)).collect())
 }
