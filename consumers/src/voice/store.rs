@@ -3,7 +3,7 @@
 
 use super::apply::{AnalysisRow, CallRow, Merged, StatsDelta, StatsKey};
 use super::event::TranscriptLine;
-use crate::store_util::{as_index_probes, lock_by_id, CopyText};
+use crate::store_util::{as_index_probes, lock_by_id, CopyBinary};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -134,28 +134,28 @@ pub async fn insert_calls(
     if rows.is_empty() {
         return Ok(());
     }
-    let mut copy = CopyText::with_capacity(rows.len() * 512);
+    let mut copy = CopyBinary::with_capacity(rows.len() * 400);
     for call in rows {
         let r = &call.row;
-        copy.plain(r.id)
-            .plain(r.tenant_id)
-            .opt_plain(r.agent_id)
-            .opt_plain(r.lead_id)
-            .opt_plain(r.batch_id)
-            .opt_plain(r.initiated_by_user_id)
-            .opt_text(r.direction.as_deref())
-            .opt_text(r.from_number.as_deref())
-            .opt_text(r.to_number.as_deref())
-            .text(&r.status)
-            .opt_plain(r.started_at.map(|t| t.to_rfc3339()))
-            .opt_plain(r.answered_at.map(|t| t.to_rfc3339()))
-            .opt_plain(r.ended_at.map(|t| t.to_rfc3339()))
-            .opt_plain(r.duration_seconds)
-            .opt_plain(r.cost)
-            .text(&r.currency)
-            .opt_text(r.recording_url.as_deref())
-            .plain(r.created_at.to_rfc3339())
-            .plain(array_literal(&call.applied_event_ids))
+        copy.field(&r.id)?
+            .field(&r.tenant_id)?
+            .field(&r.agent_id)?
+            .field(&r.lead_id)?
+            .field(&r.batch_id)?
+            .field(&r.initiated_by_user_id)?
+            .field(&r.direction)?
+            .field(&r.from_number)?
+            .field(&r.to_number)?
+            .field(&r.status)?
+            .field(&r.started_at)?
+            .field(&r.answered_at)?
+            .field(&r.ended_at)?
+            .field(&r.duration_seconds)?
+            .field(&r.cost)?
+            .field(&r.currency)?
+            .field(&r.recording_url)?
+            .field(&r.created_at)?
+            .field(&call.applied_event_ids)?
             .end_row();
     }
     copy.send(
