@@ -36,13 +36,17 @@ where
 /// Runs `statements` in the caller's transaction as index probes, planned
 /// once. For a batch's `key = ANY($1)` lookup Postgres otherwise plans
 /// for the values: each of the batch's thousands of keys counts as a
-/// match, so once the table is small beside that it scans it whole (in
-/// parallel, starting workers for each batch), and every batch costs more
-/// as the table grows (issue #14: at 120,000 calls the call lock took 12
-/// ms to plan and 16 to run, against 2 and 3 here). A plan made without
-/// the values alone is no cure: the first one is made while the tables are
-/// empty, a scan, and kept. So the sequential scan is ruled out as well.
-/// Only for lookups that have an index to probe.
+/// match, so while the table is small beside that it scans it whole (the
+/// transcripts in parallel, starting workers for each batch), and every
+/// batch costs more as the table grows. At 120,000 calls, 80,000 analyses
+/// and 240,000 transcript lines, a 2,000-call batch's call lock, side
+/// tenants and analyses lock took 12 + 16, 3 + 38 and 2 + 13 ms to plan and
+/// run; as probes about 2 + 11-17 (every monthly partition probed, empty
+/// ones too), 2 + 6-10 and 2 + 2-4 (issue #14). A plan made without the
+/// values alone is no cure: the first one is made on the empty tables of a
+/// fresh start, a scan with an unhashed array filter, and kept. So the
+/// sequential scan is ruled out as well. Only for lookups that have an
+/// index to probe.
 pub(crate) async fn as_index_probes<T>(
     conn: &mut PgConnection,
     statements: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
