@@ -107,7 +107,9 @@ impl CopyBinary {
         self.fields = 0;
     }
 
-    /// The next field: `value` as sqlx binds it (`None` is NULL).
+    /// The next field: `value` as sqlx binds it (`None` is NULL). Built-in
+    /// types only: sqlx leaves the type id of a type it knows by name (an
+    /// enum, a domain) to be filled in at bind time, which never comes here.
     pub(crate) fn field<'q, T>(&mut self, value: &T) -> Result<&mut Self, sqlx::Error>
     where
         T: Encode<'q, Postgres> + Type<Postgres>,
