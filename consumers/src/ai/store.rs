@@ -41,7 +41,7 @@ pub async fn lock_message_owners(
     .bind(MESSAGE_LOCK_CLASS)
     .execute(&mut *conn)
     .await?;
-    let rows: Vec<(Uuid, Uuid)> = as_index_probes(conn, async |conn| {
+    let rows: Vec<(Uuid, Uuid)> = as_index_probes(conn, ids.len(), async |conn| {
         sqlx::query_as("SELECT id, tenant_id FROM ai_messages WHERE id = ANY($1)")
             .bind(ids)
             .fetch_all(conn)

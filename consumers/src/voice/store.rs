@@ -304,7 +304,7 @@ pub async fn side_tenants(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(Uuid, Uuid)> = as_index_probes(conn, async |conn| {
+    let rows: Vec<(Uuid, Uuid)> = as_index_probes(conn, ids.len(), async |conn| {
         sqlx::query_as(
             "SELECT call_log_id, tenant_id FROM voice_call_analysis WHERE call_log_id = ANY($1)
              UNION
@@ -327,7 +327,7 @@ pub async fn lock_analyses(
     if call_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<Merged<AnalysisRow>> = as_index_probes(conn, async |conn| {
+    let rows: Vec<Merged<AnalysisRow>> = as_index_probes(conn, call_ids.len(), async |conn| {
         sqlx::query_as(
             "SELECT call_log_id, tenant_id, sentiment, lead_category, summary, analyzed_at, applied_event_ids
              FROM voice_call_analysis WHERE call_log_id = ANY($1)
