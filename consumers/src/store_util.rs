@@ -2,7 +2,7 @@
 
 use sqlx::encode::IsNull;
 use sqlx::postgres::{PgArgumentBuffer, PgRow};
-use sqlx::{Encode, FromRow, PgConnection, Postgres, Row, Type};
+use sqlx::{Encode, FromRow, PgConnection, Postgres, Row};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -48,7 +48,7 @@ const PROBES_FROM_KEYS: usize = 64;
 /// batch costs more as the table grows. At 120,000 calls, 80,000 analyses
 /// and 240,000 transcript lines, a 2,000-call batch's call lock, side
 /// tenants and analyses lock took 12 + 16, 3 + 38 and 2 + 13 ms to plan and
-/// run; as probes about 2 + 11-17 (every monthly partition probed, empty
+/// run; as probes 2-4 + 11-21 (every monthly partition probed, empty
 /// ones too), 2 + 6-10 and 2 + 2-4 (issue #14). A plan made without the
 /// values alone is no cure: the first one is made on the empty tables of a
 /// fresh start, a scan with an unhashed array filter, and kept. So the
@@ -71,12 +71,15 @@ pub(crate) async fn as_index_probes<T>(
     .execute(&mut *conn)
     .await?;
     let out = statements(&mut *conn).await?;
-    sqlx::query(
-        "SELECT set_config(name, reset_val, true) FROM pg_settings
-         WHERE name IN ('plan_cache_mode', 'enable_seqscan')",
-    )
-    .execute(&mut *conn)
-    .await?;
+    // Two statements rather than one over `pg_settings`, which builds a
+    // row for every setting: 0.7-0.9 ms of the backend's time (psql), up
+    // to three times a batch, while the lane holds shared rows.
+    for reset in [
+        "SET LOCAL plan_cache_mode TO DEFAULT",
+        "SET LOCAL enable_seqscan TO DEFAULT",
+    ] {
+        sqlx::query(reset).execute(&mut *conn).await?;
+    }
     Ok(out)
 }
 
@@ -124,7 +127,7 @@ impl CopyBinary {
     /// enum, a domain) to be filled in at bind time, which never comes here.
     pub(crate) fn field<'q, T>(&mut self, value: &T) -> Result<&mut Self, sqlx::Error>
     where
-        T: Encode<'q, Postgres> + Type<Postgres>,
+        T: Encode<'q, Postgres>,
     {
         self.scratch.clear();
         let null = value
