@@ -7,7 +7,7 @@
 
 use crate::envelope::Scalar;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -100,74 +100,33 @@ pub fn state_key(kind: &str, data: &str) -> Option<String> {
 /// definition for both ends. Written by [`LiveRecord::committed`] (the
 /// relay splices the outbox `id` in) and [`LiveRecord::ephemeral`]; read by
 /// the gateway with [`LiveRecord::parse`], which borrows and keeps `data`
-/// raw so it is forwarded byte for byte. `data` is written last, so a
-/// reader can decide from the members before it whether to read it at all
-/// ([`LiveRecord::parse_wanted`]).
-#[derive(Debug, Serialize)]
+/// raw so it is forwarded byte for byte.
+#[derive(Debug, Deserialize, Serialize)]
 pub struct LiveRecord<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     pub id: Option<Cow<'a, str>>,
     /// Ephemeral records only: the process that also delivered it in-process.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Cow<'a, str>>,
     pub tenant_id: Uuid,
+    #[serde(borrow)]
     pub channel: Cow<'a, str>,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
     /// State messages only: the entity, for conflation.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     pub key: Option<Cow<'a, str>>,
     /// Committed records only: when the transaction that wrote it committed
     /// (the batch's clock), for the commit-to-socket latency.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub committed_at: Option<DateTime<Utc>>,
+    #[serde(borrow)]
     pub data: &'a RawValue,
-}
-
-/// The members of a record that say where it goes, as a reader sees them
-/// before deciding whether to read the rest ([`LiveRecord::parse_wanted`]).
-#[derive(Debug, Clone, Copy)]
-pub struct RecordHead<'r> {
-    pub id: Option<&'r str>,
-    pub origin: Option<&'r str>,
-    pub tenant_id: Uuid,
-    pub channel: &'r str,
-    pub kind: &'r str,
 }
 
 impl<'a> LiveRecord<'a> {
     pub fn parse(value: &'a [u8]) -> Result<LiveRecord<'a>, serde_json::Error> {
-        let rec = Self::parse_wanted(value, |_| true)?;
-        Ok(rec.expect("a record every reader wants is always read"))
-    }
-
-    /// As [`LiveRecord::parse`], but asks `wanted` about the record once
-    /// the members before `data` are read, and stops there when it says no
-    /// (`Ok(None)`): `data` is most of a record, and a gateway node reads
-    /// every record of every tenant while its sockets watch a few channels.
-    /// A record whose `data` comes before the members `wanted` needs is
-    /// read whole and asked about afterwards, so the answer is the same.
-    pub fn parse_wanted(
-        value: &'a [u8],
-        wanted: impl FnOnce(&RecordHead<'_>) -> bool,
-    ) -> Result<Option<LiveRecord<'a>>, serde_json::Error> {
-        let skipped = std::cell::Cell::new(false);
-        let mut de = serde_json::Deserializer::from_slice(value);
-        let read = serde::de::DeserializeSeed::deserialize(
-            record_de::Seed {
-                wanted,
-                skipped: &skipped,
-            },
-            &mut de,
-        );
-        match read {
-            Ok(rec) => {
-                de.end()?;
-                Ok(rec)
-            }
-            Err(_) if skipped.get() => Ok(None),
-            Err(e) => Err(e),
-        }
+        serde_json::from_slice(value)
     }
 
     /// `u` as a record, borrowing it: `data` is copied as it is, never
@@ -182,16 +141,6 @@ impl<'a> LiveRecord<'a> {
             key: u.key.as_deref().map(Cow::Borrowed),
             committed_at: None,
             data: &u.data,
-        }
-    }
-
-    pub fn head(&self) -> RecordHead<'_> {
-        RecordHead {
-            id: self.id.as_deref(),
-            origin: self.origin.as_deref(),
-            tenant_id: self.tenant_id,
-            channel: &self.channel,
-            kind: &self.kind,
         }
     }
 
@@ -233,154 +182,6 @@ impl<'a> LiveRecord<'a> {
         match self.id.as_deref() {
             Some(id) if OutboxId::parse(id).is_none() => Some(id),
             _ => read_at,
-        }
-    }
-}
-
-/// Reading a [`LiveRecord`] member by member, so that a reader can stop
-/// before `data` ([`LiveRecord::parse_wanted`]). Same rules as a derived
-/// reader: unknown members are ignored, a repeated one or a missing
-/// required one is an error, and strings stay borrowed where they can.
-mod record_de {
-    use super::{LiveRecord, RecordHead};
-    use chrono::{DateTime, Utc};
-    use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-    use serde::Deserialize;
-    use serde_json::value::RawValue;
-    use std::borrow::Cow;
-    use std::cell::Cell;
-    use std::fmt;
-    use uuid::Uuid;
-
-    /// A string member, borrowed from the record unless it had escapes.
-    #[derive(Deserialize)]
-    #[serde(transparent)]
-    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
-
-    #[derive(Deserialize)]
-    #[serde(field_identifier, rename_all = "snake_case")]
-    enum Member {
-        Id,
-        Origin,
-        TenantId,
-        Channel,
-        #[serde(rename = "type")]
-        Kind,
-        Key,
-        CommittedAt,
-        Data,
-        #[serde(other)]
-        Other,
-    }
-
-    pub(super) struct Seed<'s, W> {
-        pub wanted: W,
-        /// Set when `wanted` said no, so the error that stops the reading
-        /// is not taken for a malformed record.
-        pub skipped: &'s Cell<bool>,
-    }
-
-    impl<'de, W: FnOnce(&RecordHead<'_>) -> bool> DeserializeSeed<'de> for Seed<'_, W> {
-        type Value = Option<LiveRecord<'de>>;
-
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-
-    fn set<T, E: de::Error>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), E> {
-        if slot.is_some() {
-            return Err(E::duplicate_field(name));
-        }
-        *slot = Some(value);
-        Ok(())
-    }
-
-    /// The head once the members it needs were read; `None` before.
-    fn head<'r>(
-        id: &'r Option<Option<Text<'_>>>,
-        origin: &'r Option<Option<Text<'_>>>,
-        tenant_id: Option<Uuid>,
-        channel: &'r Option<Text<'_>>,
-        kind: &'r Option<Text<'_>>,
-    ) -> Option<RecordHead<'r>> {
-        let text = |t: &'r Option<Option<Text<'_>>>| t.as_ref()?.as_ref().map(|t| &*t.0);
-        Some(RecordHead {
-            id: text(id),
-            origin: text(origin),
-            tenant_id: tenant_id?,
-            channel: &channel.as_ref()?.0,
-            kind: &kind.as_ref()?.0,
-        })
-    }
-
-    impl<'de, W: FnOnce(&RecordHead<'_>) -> bool> Visitor<'de> for Seed<'_, W> {
-        type Value = Option<LiveRecord<'de>>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a live record (a JSON object)")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut id: Option<Option<Text<'de>>> = None;
-            let mut origin: Option<Option<Text<'de>>> = None;
-            let mut tenant_id: Option<Uuid> = None;
-            let mut channel: Option<Text<'de>> = None;
-            let mut kind: Option<Text<'de>> = None;
-            let mut key: Option<Option<Text<'de>>> = None;
-            let mut committed_at: Option<Option<DateTime<Utc>>> = None;
-            let mut data: Option<&'de RawValue> = None;
-            let mut wanted = Some(self.wanted);
-            while let Some(member) = map.next_key::<Member>()? {
-                match member {
-                    Member::Id => set(&mut id, "id", map.next_value()?)?,
-                    Member::Origin => set(&mut origin, "origin", map.next_value()?)?,
-                    Member::TenantId => set(&mut tenant_id, "tenant_id", map.next_value()?)?,
-                    Member::Channel => set(&mut channel, "channel", map.next_value()?)?,
-                    Member::Kind => set(&mut kind, "type", map.next_value()?)?,
-                    Member::Key => set(&mut key, "key", map.next_value()?)?,
-                    Member::CommittedAt => {
-                        set(&mut committed_at, "committed_at", map.next_value()?)?
-                    }
-                    Member::Data => {
-                        // Asked once: here when the head came before
-                        // `data` (as the hub writes it), else at the end.
-                        let head = head(&id, &origin, tenant_id, &channel, &kind);
-                        let answer = match (wanted.take(), head) {
-                            (Some(w), Some(h)) => Some(w(&h)),
-                            (w, _) => {
-                                wanted = w;
-                                None
-                            }
-                        };
-                        if answer == Some(false) {
-                            self.skipped.set(true);
-                            return Err(de::Error::custom("record not wanted"));
-                        }
-                        set(&mut data, "data", map.next_value()?)?
-                    }
-                    Member::Other => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            let tenant_id = tenant_id.ok_or_else(|| de::Error::missing_field("tenant_id"))?;
-            let channel = channel.ok_or_else(|| de::Error::missing_field("channel"))?;
-            let kind = kind.ok_or_else(|| de::Error::missing_field("type"))?;
-            let data = data.ok_or_else(|| de::Error::missing_field("data"))?;
-            let text = |t: Option<Option<Text<'de>>>| t.flatten().map(|t| t.0);
-            let rec = LiveRecord {
-                id: text(id),
-                origin: text(origin),
-                tenant_id,
-                channel: channel.0,
-                kind: kind.0,
-                key: text(key),
-                committed_at: committed_at.flatten(),
-                data,
-            };
-            let unwanted = wanted.is_some_and(|w| !w(&rec.head()));
-            Ok((!unwanted).then_some(rec))
         }
     }
 }
@@ -488,7 +289,7 @@ impl FromStr for Channel {
         // Only the canonical (hyphenated, lower-case) spelling is accepted, so
         // one channel has exactly one name in the registry.
         let canonical = |p: &str, u: Uuid| {
-            if u.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == p {
+            if u.hyphenated().to_string() == p {
                 Ok(u)
             } else {
                 Err(unknown())
@@ -630,85 +431,6 @@ mod tests {
             (r.position(None), r.origin.as_deref()),
             (Some("ai:m:3"), Some("n1"))
         );
-    }
-
-    #[test]
-    fn a_record_not_wanted_is_read_no_further_than_its_head() {
-        let t = Uuid::new_v4();
-        let record = |data: &str| {
-            format!(
-                r#"{{"id":"4.2","tenant_id":"{t}","channel":"tenant:{t}:calls","type":"call.updated","key":"k","data":{data}}}"#
-            )
-        };
-        let mut seen = None;
-        let plain = record(r#"{"a":1}"#);
-        let got = LiveRecord::parse_wanted(plain.as_bytes(), |h| {
-            seen = Some((
-                h.id.map(str::to_owned),
-                h.tenant_id,
-                h.channel.to_owned(),
-                h.kind.to_owned(),
-            ));
-            false
-        });
-        assert!(got.unwrap().is_none());
-        assert_eq!(
-            seen,
-            Some((
-                Some("4.2".to_owned()),
-                t,
-                format!("tenant:{t}:calls"),
-                "call.updated".to_owned()
-            ))
-        );
-        // Its data is never scanned: even a broken one goes unnoticed.
-        let broken = record(r#"{"a":"unterminated}"#);
-        assert!(LiveRecord::parse_wanted(broken.as_bytes(), |_| false)
-            .unwrap()
-            .is_none());
-        assert!(LiveRecord::parse_wanted(broken.as_bytes(), |_| true).is_err());
-        assert!(LiveRecord::parse(broken.as_bytes()).is_err());
-        // Wanted, it reads as `parse` reads it.
-        let whole = record(r#"{"a":"\u00e9"}"#);
-        let r = LiveRecord::parse_wanted(whole.as_bytes(), |_| true)
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (r.data.get(), r.key.as_deref()),
-            (r#"{"a":"\u00e9"}"#, Some("k"))
-        );
-    }
-
-    #[test]
-    fn a_record_with_data_first_is_asked_about_once_it_is_read_whole() {
-        let t = Uuid::new_v4();
-        let raw = format!(
-            r#"{{"data":{{"x":[1,2]}},"type":"t","channel":"c","tenant_id":"{t}","extra":{{"y":1}}}}"#
-        );
-        let mut asked = 0;
-        let r = LiveRecord::parse_wanted(raw.as_bytes(), |h| {
-            asked += 1;
-            h.channel == "c" && h.id.is_none()
-        });
-        assert_eq!(
-            (asked, r.unwrap().unwrap().data.get()),
-            (1, r#"{"x":[1,2]}"#)
-        );
-        assert!(LiveRecord::parse_wanted(raw.as_bytes(), |_| false)
-            .unwrap()
-            .is_none());
-    }
-
-    #[test]
-    fn a_repeated_member_or_trailing_text_is_refused() {
-        let t = Uuid::new_v4();
-        for bad in [
-            format!(r#"{{"tenant_id":"{t}","channel":"c","channel":"d","type":"t","data":{{}}}}"#),
-            format!(r#"{{"tenant_id":"{t}","channel":"c","type":"t","data":{{}},"data":{{}}}}"#),
-            format!(r#"{{"tenant_id":"{t}","channel":"c","type":"t","data":{{}}}} x"#),
-        ] {
-            assert!(LiveRecord::parse(bad.as_bytes()).is_err(), "{bad}");
-        }
     }
 
     #[test]

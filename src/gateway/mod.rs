@@ -41,7 +41,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use lad_consumers::kafka::KafkaSettings;
-use lad_consumers::live::{Channel, LiveRecord, LocalGateway, LocalHandoff, OutboxId, RecordHead};
+use lad_consumers::live::{Channel, LiveRecord, LocalGateway, LocalHandoff};
 use registry::ChannelRegistry;
 use replay::{LogReplay, ReplayLimits, TopicPosition};
 use serde_json::json;
@@ -270,17 +270,8 @@ impl Gateway {
     fn route(&self, source: Source<'_>, record_value: &[u8]) {
         metrics::counter!("lad_live_records_total", "source" => source.label()).increment(1);
         let shown = source.read_at().unwrap_or("in-process");
-        // The channel as `wants` parsed it, so a record read whole is not
-        // parsed twice.
-        let mut parsed = None;
-        let read = LiveRecord::parse_wanted(record_value, |head| {
-            let (wanted, channel) = self.wants(source, head);
-            parsed = channel;
-            wanted
-        });
-        let rec = match read {
-            Ok(Some(rec)) => rec,
-            Ok(None) => return,
+        let rec = match LiveRecord::parse(record_value) {
+            Ok(rec) => rec,
             Err(e) => {
                 tracing::warn!(error = %e, position = %shown, "unreadable live record dropped");
                 registry::dropped("malformed");
@@ -296,7 +287,7 @@ impl Gateway {
             registry::dropped("malformed");
             return;
         };
-        let Some(channel) = parsed.or_else(|| rec.channel.parse::<Channel>().ok()) else {
+        let Ok(channel) = rec.channel.parse::<Channel>() else {
             tracing::warn!(channel = %rec.channel, %position, "live record for an unknown channel dropped");
             registry::dropped("unknown_channel");
             return;
@@ -326,26 +317,6 @@ impl Gateway {
                 metrics::histogram!(lad_consumers::metrics::COMMIT_TO_SOCKET_SECONDS)
                     .record(secs.max(0) as f64 / 1e6);
             }
-        }
-    }
-
-    /// Whether to read a record's `data`, from the members before it (and
-    /// the channel, when it parsed). No for a relayed record from the topic
-    /// whose channel this node keeps nothing for (no subscriber, no ring):
-    /// nothing here could use it, and `data` is most of the reading. Every
-    /// other record is read whole, and what to do with it decided as before.
-    fn wants(&self, source: Source<'_>, head: &RecordHead<'_>) -> (bool, Option<Channel>) {
-        let channel = head.channel.parse::<Channel>().ok();
-        let Some(ch) = channel else {
-            return (true, None);
-        };
-        let relayed = head.id.and_then(OutboxId::parse);
-        let skippable = !matches!(ch, Channel::UserAi { .. }) && ch.tenant_id() == head.tenant_id;
-        match (source.topic_position(), relayed) {
-            (Some(at), Some(id)) if skippable => {
-                (self.inner.registry.wants(&ch, at.partition, id), channel)
-            }
-            _ => (true, channel),
         }
     }
 
@@ -544,52 +515,6 @@ mod tests {
         out.iter()
             .map(|f| serde_json::from_str(f.as_str()).unwrap())
             .collect()
-    }
-
-    #[tokio::test]
-    async fn records_of_channels_nobody_here_keeps_are_skipped_and_their_repeats_stay_dropped() {
-        let gw = gateway();
-        let ch = Channel::Calls {
-            tenant_id: Uuid::new_v4(),
-        };
-        let record = |id: &str, data: &str| {
-            format!(
-                r#"{{"id":"{id}","tenant_id":"{}","channel":"{ch}","type":"call.updated","data":{data}}}"#,
-                ch.tenant_id()
-            )
-            .into_bytes()
-        };
-        // Nobody here keeps the channel: its records are not read past their
-        // head (this data is not even JSON) and leave no channel state.
-        gw.dispatch("0:1", &record("5.0", r#"{"id":"c1"#));
-        gw.dispatch("0:2", &record("5.1", r#"{"id":"c1","status":"initiated"}"#));
-        assert_eq!(gw.registry().channel_count(), 0);
-
-        // Someone subscribes; then the relay publishes row 5 again (a
-        // repeat: dropped, as it would have been had it been read) and row 6.
-        let conn = Conn::new(1, 1 << 16);
-        let name = ch.to_string();
-        let Subscription::NeedsSnapshot(resume) =
-            gw.registry().subscribe(&conn, ch, &name, &json!(1), None)
-        else {
-            panic!("a calls channel starts from a snapshot");
-        };
-        gw.registry()
-            .complete(&conn, &ch, &json!({"calls": []}), &resume, None);
-        gw.dispatch("0:3", &record("5.1", r#"{"id":"c1","status":"initiated"}"#));
-        gw.dispatch("0:4", &record("6.0", r#"{"id":"c1","status":"completed"}"#));
-        let got = frames(&conn);
-        assert_eq!(got[0]["op"], "subscribed");
-        let pushed: Vec<(&str, &str)> = got[1..]
-            .iter()
-            .map(|f| {
-                (
-                    f["position"].as_str().unwrap(),
-                    f["data"]["status"].as_str().unwrap(),
-                )
-            })
-            .collect();
-        assert_eq!(pushed, vec![("0:4", "completed")]);
     }
 
     #[tokio::test]

@@ -586,20 +586,6 @@ impl ChannelRegistry {
         st.publish(entry, self.ring_capacity)
     }
 
-    /// Whether a relayed record for `channel` is worth reading whole: no
-    /// when this node keeps nothing for the channel. Its id is then noted
-    /// in the repeats window all the same, so that a repeat arriving after
-    /// someone subscribed is dropped as it would have been.
-    pub fn wants(&self, channel: &Channel, partition: i32, id: OutboxId) -> bool {
-        if self.channels.contains_key(channel) {
-            return true;
-        }
-        if !self.lock_outbox_ids().first_time(partition, id) {
-            dropped("repeat");
-        }
-        false
-    }
-
     fn dispatch_delta(
         &self,
         position: &str,
