@@ -149,9 +149,12 @@ impl Envelope {
         }
         let tenant_id = uuid_field(header(wire.tenant_id), "tenant_id").map_err(env)?;
         let occurred_at = match header(wire.occurred_at) {
-            Some(Scalar::Str(s)) => DateTime::parse_from_rfc3339(&s)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| env(format!("occurred_at is not RFC 3339: {e}")))?,
+            Some(Scalar::Str(s)) => match crate::instant::parse_plain(&s) {
+                Some(at) => at,
+                None => DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| env(format!("occurred_at is not RFC 3339: {e}")))?,
+            },
             Some(_) => return Err(env("occurred_at must be an RFC 3339 string".into())),
             None => return Err(env("missing required field occurred_at".into())),
         };

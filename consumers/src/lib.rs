@@ -11,6 +11,7 @@
 //! - [`dead_letters`], [`outbox`]: rejected records, and the transactional outbox and its relay.
 //! - [`live`]: live updates and channel names, shared with the gateway.
 //! - [`kafka`]: librdkafka configuration with user overrides, topic creation.
+//! - [`instant`]: UTC instants as RFC 3339 text (chrono's text, written and read faster).
 //! - [`metrics`]: every Prometheus series, its HELP text and buckets.
 //! - [`health`]: what each loop reports to readiness (busy since, failing how).
 //! - `store_util`: SQL shapes the domains' stores share (locking rows by id).
@@ -25,6 +26,7 @@ pub mod campaigns;
 pub mod dead_letters;
 pub mod envelope;
 pub mod health;
+pub mod instant;
 pub mod kafka;
 pub mod live;
 pub mod metrics;

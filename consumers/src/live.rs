@@ -176,7 +176,11 @@ pub struct LiveRecord<'a> {
     pub key: Option<Cow<'a, str>>,
     /// Committed records only: when the transaction that wrote it committed
     /// (the batch's clock), for the commit-to-socket latency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::instant::rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub committed_at: Option<DateTime<Utc>>,
     #[serde(borrow)]
     pub data: &'a RawValue,

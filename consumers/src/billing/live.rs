@@ -4,7 +4,9 @@
 
 use super::apply::{CreditOp, UsageOp, Wallet, MONEY_SCALE};
 use crate::live::{Channel, LiveUpdate};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -25,6 +27,11 @@ fn channel(tenant_id: Uuid) -> Channel {
     Channel::Billing { tenant_id }
 }
 
+// The three messages below are structs rather than `json!` maps: a charge
+// is pushed for every paid call, and a map built only to be written out
+// allocated every member name and value (issue #14). Their members are in
+// name order, the order the maps wrote them in, so the text is unchanged.
+
 /// `amount` is the (positive) cost taken from the wallet;
 /// `ledger_transaction_id` is null for a zero-cost usage, which moves no money.
 pub fn charged(
@@ -35,22 +42,33 @@ pub fn charged(
     balance_after: Decimal,
     currency: &str,
 ) -> LiveUpdate {
-    LiveUpdate::new(
-        channel(u.meta.tenant_id),
-        CHARGED,
-        json!({
-            "usage_event_id": usage_event_id,
-            "ledger_transaction_id": ledger_transaction_id,
-            "event_id": u.meta.event_id,
-            "idempotency_key": u.idempotency_key,
-            "feature_key": u.feature_key,
-            "user_id": u.user_id,
-            "amount": money(amount),
-            "balance_after": money(balance_after),
-            "currency": currency,
-            "occurred_at": u.meta.occurred_at,
-        }),
-    )
+    #[derive(Serialize)]
+    struct Charged<'a> {
+        amount: String,
+        balance_after: String,
+        currency: &'a str,
+        event_id: Uuid,
+        feature_key: &'a str,
+        idempotency_key: &'a str,
+        ledger_transaction_id: Option<Uuid>,
+        #[serde(with = "crate::instant::rfc3339")]
+        occurred_at: DateTime<Utc>,
+        usage_event_id: Uuid,
+        user_id: Option<Uuid>,
+    }
+    let data = Charged {
+        amount: money(amount),
+        balance_after: money(balance_after),
+        currency,
+        event_id: u.meta.event_id,
+        feature_key: u.feature_key,
+        idempotency_key: u.idempotency_key,
+        ledger_transaction_id,
+        occurred_at: u.meta.occurred_at,
+        usage_event_id,
+        user_id: u.user_id,
+    };
+    LiveUpdate::new(channel(u.meta.tenant_id), CHARGED, data)
 }
 
 pub fn credited(
@@ -59,20 +77,29 @@ pub fn credited(
     balance_after: Decimal,
     currency: &str,
 ) -> LiveUpdate {
-    LiveUpdate::new(
-        channel(c.meta.tenant_id),
-        CREDITED,
-        json!({
-            "ledger_transaction_id": ledger_transaction_id,
-            "event_id": c.meta.event_id,
-            "idempotency_key": c.idempotency_key,
-            "amount": money(c.amount),
-            "reason": c.reason,
-            "balance_after": money(balance_after),
-            "currency": currency,
-            "occurred_at": c.meta.occurred_at,
-        }),
-    )
+    #[derive(Serialize)]
+    struct Credited<'a> {
+        amount: String,
+        balance_after: String,
+        currency: &'a str,
+        event_id: Uuid,
+        idempotency_key: &'a str,
+        ledger_transaction_id: Uuid,
+        #[serde(with = "crate::instant::rfc3339")]
+        occurred_at: DateTime<Utc>,
+        reason: &'a str,
+    }
+    let data = Credited {
+        amount: money(c.amount),
+        balance_after: money(balance_after),
+        currency,
+        event_id: c.meta.event_id,
+        idempotency_key: c.idempotency_key,
+        ledger_transaction_id,
+        occurred_at: c.meta.occurred_at,
+        reason: c.reason,
+    };
+    LiveUpdate::new(channel(c.meta.tenant_id), CREDITED, data)
 }
 
 /// A usage recorded as `insufficient_funds`. The cost is given both as
@@ -84,23 +111,35 @@ pub fn rejected(
     balance: Decimal,
     currency: &str,
 ) -> LiveUpdate {
-    LiveUpdate::new(
-        channel(u.meta.tenant_id),
-        REJECTED,
-        json!({
-            "usage_event_id": usage_event_id,
-            "event_id": u.meta.event_id,
-            "idempotency_key": u.idempotency_key,
-            "feature_key": u.feature_key,
-            "user_id": u.user_id,
-            "amount": money(cost),
-            "cost": money(cost),
-            "balance": money(balance),
-            "currency": currency,
-            "reason": "insufficient_funds",
-            "occurred_at": u.meta.occurred_at,
-        }),
-    )
+    #[derive(Serialize)]
+    struct Rejected<'a> {
+        amount: String,
+        balance: String,
+        cost: String,
+        currency: &'a str,
+        event_id: Uuid,
+        feature_key: &'a str,
+        idempotency_key: &'a str,
+        #[serde(with = "crate::instant::rfc3339")]
+        occurred_at: DateTime<Utc>,
+        reason: &'static str,
+        usage_event_id: Uuid,
+        user_id: Option<Uuid>,
+    }
+    let data = Rejected {
+        amount: money(cost),
+        balance: money(balance),
+        cost: money(cost),
+        currency,
+        event_id: u.meta.event_id,
+        feature_key: u.feature_key,
+        idempotency_key: u.idempotency_key,
+        occurred_at: u.meta.occurred_at,
+        reason: "insufficient_funds",
+        usage_event_id,
+        user_id: u.user_id,
+    };
+    LiveUpdate::new(channel(u.meta.tenant_id), REJECTED, data)
 }
 
 /// The wallet as the billing channel shows it (message data and snapshot).
@@ -140,7 +179,6 @@ pub fn wallet(w: &Wallet) -> LiveUpdate {
 mod tests {
     use super::*;
     use crate::pipeline::EventMeta;
-    use chrono::{DateTime, Utc};
     use std::str::FromStr;
 
     fn d(s: &str) -> Decimal {
@@ -254,5 +292,79 @@ mod tests {
             ),
             (&Value::Null, &json!("0.000000"))
         );
+    }
+
+    #[test]
+    fn messages_keep_the_text_their_maps_wrote() {
+        let md = json!({});
+        let u = UsageOp {
+            meta: EventMeta {
+                occurred_at: meta().occurred_at + chrono::Duration::microseconds(1_500),
+                ..meta()
+            },
+            idempotency_key: "voice-call:\"1\"",
+            feature_key: "voice_calls",
+            user_id: Some(Uuid::from_u128(7)),
+            items: &[],
+            total_cost: Some(d("1.25")),
+            metadata: &md,
+        };
+        let c = CreditOp {
+            meta: meta(),
+            idempotency_key: "stripe:1",
+            amount: d("10"),
+            reason: "stripe_payment",
+            metadata: &md,
+        };
+        let (usage, ledger) = (Uuid::from_u128(3), Uuid::from_u128(4));
+        let cases = [
+            (
+                charged(&u, usage, None, d("1.25"), d("8.75"), "USD"),
+                json!({
+                    "usage_event_id": usage,
+                    "ledger_transaction_id": null,
+                    "event_id": u.meta.event_id,
+                    "idempotency_key": u.idempotency_key,
+                    "feature_key": u.feature_key,
+                    "user_id": u.user_id,
+                    "amount": "1.250000",
+                    "balance_after": "8.750000",
+                    "currency": "USD",
+                    "occurred_at": u.meta.occurred_at,
+                }),
+            ),
+            (
+                credited(&c, ledger, d("10"), "EUR"),
+                json!({
+                    "ledger_transaction_id": ledger,
+                    "event_id": c.meta.event_id,
+                    "idempotency_key": c.idempotency_key,
+                    "amount": "10.000000",
+                    "reason": c.reason,
+                    "balance_after": "10.000000",
+                    "currency": "EUR",
+                    "occurred_at": c.meta.occurred_at,
+                }),
+            ),
+            (
+                rejected(&u, usage, d("1.25"), d("1"), "USD"),
+                json!({
+                    "usage_event_id": usage,
+                    "event_id": u.meta.event_id,
+                    "idempotency_key": u.idempotency_key,
+                    "feature_key": u.feature_key,
+                    "user_id": u.user_id,
+                    "amount": "1.250000",
+                    "cost": "1.250000",
+                    "balance": "1.000000",
+                    "currency": "USD",
+                    "reason": "insufficient_funds",
+                    "occurred_at": u.meta.occurred_at,
+                }),
+            ),
+        ];
+        for (message, map) in cases {
+            assert_eq!(message.data.get(), map.to_string(), "{}", message.kind);
+        }
     }
 }

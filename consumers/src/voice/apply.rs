@@ -29,14 +29,18 @@ pub struct CallRow {
     pub from_number: Option<String>,
     pub to_number: Option<String>,
     pub status: String,
+    #[serde(with = "crate::instant::rfc3339_opt")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::instant::rfc3339_opt")]
     pub answered_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::instant::rfc3339_opt")]
     pub ended_at: Option<DateTime<Utc>>,
     pub duration_seconds: Option<i32>,
     pub cost: Option<Decimal>,
     pub currency: String,
     pub recording_url: Option<String>,
     /// The partition key: the earliest instant any event of the call names.
+    #[serde(with = "crate::instant::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -213,6 +217,7 @@ pub struct AnalysisRow {
     pub sentiment: Option<String>,
     pub lead_category: Option<String>,
     pub summary: Option<String>,
+    #[serde(with = "crate::instant::rfc3339_opt")]
     pub analyzed_at: Option<DateTime<Utc>>,
 }
 

@@ -37,6 +37,7 @@ pub fn call_transcript(
         seq: i32,
         speaker: &'a str,
         text: &'a str,
+        #[serde(with = "crate::instant::rfc3339")]
         occurred_at: DateTime<Utc>,
     }
     let channel = Channel::Call { tenant_id, call_id };

@@ -380,6 +380,7 @@ pub struct StatsRowAt {
     #[serde(flatten)]
     #[sqlx(flatten)]
     pub stats: StatsRow,
+    #[serde(with = "crate::instant::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -390,6 +391,7 @@ pub struct CallRowAt {
     #[serde(flatten)]
     #[sqlx(flatten)]
     pub call: CallRow,
+    #[serde(with = "crate::instant::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -400,6 +402,7 @@ pub struct StoredLine {
     pub seq: i32,
     pub speaker: String,
     pub text: String,
+    #[serde(with = "crate::instant::rfc3339")]
     pub occurred_at: DateTime<Utc>,
 }
 
