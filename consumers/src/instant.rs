@@ -154,9 +154,7 @@ pub mod rfc3339_opt {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<DateTime<Utc>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
         struct Opt;
 
         impl<'de> de::Visitor<'de> for Opt {
@@ -219,7 +217,11 @@ mod tests {
     #[test]
     fn writes_what_chrono_writes() {
         for at in instants() {
-            assert_eq!(write(&at, &mut [0; MAX_LEN]), Some(&*chrono_text(&at)), "{at:?}");
+            assert_eq!(
+                write(&at, &mut [0; MAX_LEN]),
+                Some(&*chrono_text(&at)),
+                "{at:?}"
+            );
         }
     }
 
@@ -236,8 +238,19 @@ mod tests {
         let late = DateTime::from_timestamp(253_402_300_800, 123_456_789).unwrap();
         for at in [early, late] {
             assert_eq!(write(&at, &mut [0; MAX_LEN]), None);
-            let row = serde_json::to_string(&Row { at, maybe: Some(at) }).unwrap();
-            assert_eq!(row, serde_json::to_string(&ChronoRow { at, maybe: Some(at) }).unwrap());
+            let row = serde_json::to_string(&Row {
+                at,
+                maybe: Some(at),
+            })
+            .unwrap();
+            assert_eq!(
+                row,
+                serde_json::to_string(&ChronoRow {
+                    at,
+                    maybe: Some(at)
+                })
+                .unwrap()
+            );
             assert_eq!(serde_json::from_str::<Row>(&row).unwrap().at, at);
         }
     }
@@ -254,7 +267,10 @@ mod tests {
         // Fractions of any length up to nine digits.
         assert_eq!(
             parse_plain("2026-11-25T10:00:00.5Z"),
-            Some(Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap() + chrono::Duration::milliseconds(500))
+            Some(
+                Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()
+                    + chrono::Duration::milliseconds(500)
+            )
         );
         assert_eq!(
             parse_plain("2026-11-25T10:00:00.12345678Z").map(|t| t.nanosecond()),
@@ -303,8 +319,14 @@ mod tests {
         for (i, at) in instants().into_iter().enumerate().step_by(97) {
             let maybe = (i % 2 == 0).then_some(at);
             let fast = serde_json::to_string(&Row { at, maybe }).unwrap();
-            assert_eq!(fast, serde_json::to_string(&ChronoRow { at, maybe }).unwrap());
-            assert_eq!(serde_json::from_str::<Row>(&fast).unwrap(), Row { at, maybe });
+            assert_eq!(
+                fast,
+                serde_json::to_string(&ChronoRow { at, maybe }).unwrap()
+            );
+            assert_eq!(
+                serde_json::from_str::<Row>(&fast).unwrap(),
+                Row { at, maybe }
+            );
         }
         // What only chrono reads, and chrono's errors, stay as they were.
         for text in [
@@ -323,7 +345,9 @@ mod tests {
             r#"{"at":"2026-11-25T10:00:00Z","maybe":"soon"}"#,
         ] {
             let fast = serde_json::from_str::<Row>(text).unwrap_err().to_string();
-            let slow = serde_json::from_str::<ChronoRow>(text).unwrap_err().to_string();
+            let slow = serde_json::from_str::<ChronoRow>(text)
+                .unwrap_err()
+                .to_string();
             assert_eq!(fast, slow, "{text}");
         }
     }
