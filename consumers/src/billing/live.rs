@@ -196,6 +196,16 @@ mod tests {
         }
     }
 
+    fn credit(metadata: &Value) -> CreditOp<'_> {
+        CreditOp {
+            meta: meta(),
+            idempotency_key: "stripe:1",
+            amount: d("10"),
+            reason: "stripe_payment",
+            metadata,
+        }
+    }
+
     #[test]
     fn money_is_a_string_with_six_places() {
         assert_eq!(money(d("1.5")), "1.500000");
@@ -244,13 +254,7 @@ mod tests {
     #[test]
     fn credited_and_wallet_shapes() {
         let md = json!({});
-        let c = CreditOp {
-            meta: meta(),
-            idempotency_key: "stripe:1",
-            amount: d("10"),
-            reason: "stripe_payment",
-            metadata: &md,
-        };
+        let c = credit(&md);
         let m = credited(&c, Uuid::from_u128(5), d("10"), "USD");
         assert_eq!(m.kind, "billing.credited");
         let m_data = m.data_value();
@@ -309,13 +313,7 @@ mod tests {
             total_cost: Some(d("1.25")),
             metadata: &md,
         };
-        let c = CreditOp {
-            meta: meta(),
-            idempotency_key: "stripe:1",
-            amount: d("10"),
-            reason: "stripe_payment",
-            metadata: &md,
-        };
+        let c = credit(&md);
         let (usage, ledger) = (Uuid::from_u128(3), Uuid::from_u128(4));
         let cases = [
             (
