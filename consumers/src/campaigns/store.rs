@@ -205,6 +205,7 @@ pub struct StepStatRow {
     pub step_id: Uuid,
     pub status: String,
     pub count: i64,
+    #[serde(with = "crate::instant::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
