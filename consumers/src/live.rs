@@ -34,6 +34,11 @@ pub struct LiveUpdate {
 }
 
 impl LiveUpdate {
+    /// `data` is best a struct that borrows what it shows, with its
+    /// instants written by [`crate::instant`]: a `json!` map allocates every
+    /// member only to be written out (issue #14). The domains' messages that
+    /// replaced maps list their members in name order, the order the maps
+    /// wrote them in, so the text on `lad.live.v1` did not change.
     pub fn new(channel: Channel, kind: &'static str, data: impl Serialize) -> LiveUpdate {
         let data = serde_json::value::to_raw_value(&data).expect("live data serializes to JSON");
         LiveUpdate {

@@ -8,9 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-// The messages are structs with their members in name order: the order of
-// the `json!` maps they replace (a map built only to be written out
-// allocated every member), so the text is unchanged (issue #14).
+// Members in name order, as the maps these structs replaced wrote them
+// (see `LiveUpdate::new`).
 
 pub const DELTA: &str = "ai.reply.delta";
 pub const COMPLETED: &str = "ai.reply.completed";

@@ -27,10 +27,8 @@ fn channel(tenant_id: Uuid) -> Channel {
     Channel::Billing { tenant_id }
 }
 
-// The three messages below are structs rather than `json!` maps: a charge
-// is pushed for every paid call, and a map built only to be written out
-// allocated every member name and value (issue #14). Their members are in
-// name order, the order the maps wrote them in, so the text is unchanged.
+// Members in name order, as the maps these structs replaced wrote them
+// (see `LiveUpdate::new`).
 
 /// `amount` is the (positive) cost taken from the wallet;
 /// `ledger_transaction_id` is null for a zero-cost usage, which moves no money.

@@ -10,9 +10,8 @@ use uuid::Uuid;
 pub const ACTIVITY: &str = "campaign.activity";
 pub const STATS: &str = "campaign.stats";
 
-// The messages are structs with their members in name order: the order of
-// the `json!` maps they replace (a map built only to be written out
-// allocated every member), so the text is unchanged (issue #14).
+// Members in name order, as the maps these structs replaced wrote them
+// (see `LiveUpdate::new`).
 
 /// The stored activity, as its `campaign_lead_activities` row reads.
 pub fn activity(s: &StoredActivity) -> LiveUpdate {
