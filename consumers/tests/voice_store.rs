@@ -5,7 +5,7 @@
 mod common;
 
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
-use common::{envelope, Feed};
+use common::{envelope, live_of_type, Feed};
 use lad_consumers::voice::{store, VoiceDomain};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -271,4 +271,106 @@ async fn a_batchs_call_lookups_probe_the_indexes_and_leave_the_settings_alone(po
     .unwrap();
     assert_eq!(settings, ("auto".to_owned(), "on".to_owned()));
     tx.rollback().await.unwrap();
+}
+
+/// A line is stored and pushed once per `(call_id, seq)`: the first of a
+/// batch that holds a key twice, and never again once stored, whatever
+/// event id or text it comes back with.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_line_is_stored_and_pushed_once_per_call_and_seq(pool: PgPool) {
+    let (tenant, call) = (Uuid::new_v4(), Uuid::new_v4());
+    let line = |seq: i32, text: &str| {
+        envelope(
+            tenant,
+            "call.transcript",
+            at(seq.into()),
+            json!({"call_id": call, "seq": seq, "speaker": "agent", "text": text}),
+        )
+    };
+    let mut feed = feed(&pool);
+    let first = feed.send(&[line(1, "one"), line(0, "zero")]).await;
+    assert_eq!((first.applied, first.duplicates), (2, 0));
+    let second = feed
+        .send(&[
+            line(0, "zero again"),
+            line(3, "three"),
+            line(2, "two"),
+            line(2, "two again"),
+        ])
+        .await;
+    assert_eq!((second.applied, second.duplicates), (2, 2));
+
+    let expected: Vec<(i32, String)> = ["zero", "one", "two", "three"]
+        .iter()
+        .enumerate()
+        .map(|(seq, text)| (seq as i32, (*text).to_owned()))
+        .collect();
+    let stored: Vec<(i32, String)> = sqlx::query_as(
+        "SELECT seq, text FROM voice_call_transcripts WHERE call_id = $1 ORDER BY seq",
+    )
+    .bind(call)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, expected);
+    // Pushed in key order within each batch: zero and one, then two and three.
+    let pushed: Vec<(i32, String)> = live_of_type(&pool, "call.transcript")
+        .await
+        .iter()
+        .map(|m| {
+            let seq = m["data"]["seq"].as_i64().unwrap() as i32;
+            (seq, m["data"]["text"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(pushed, expected);
+}
+
+/// A call's first analysis is inserted with an id of its own; a later one
+/// rewrites that row, an earlier one arriving after it changes nothing.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_calls_analysis_is_one_row_that_later_analyses_rewrite(pool: PgPool) {
+    let (tenant, call) = (Uuid::new_v4(), Uuid::new_v4());
+    let analysis = |minutes: i64, category: &str| {
+        envelope(
+            tenant,
+            "call.analyzed",
+            at(minutes),
+            json!({"call_id": call, "sentiment": "neutral", "lead_category": category}),
+        )
+    };
+    let mut feed = feed(&pool);
+    assert_eq!(feed.send(&[analysis(5, "warm")]).await.applied, 1);
+    let row = || async {
+        sqlx::query_as::<_, (Uuid, String, DateTime<Utc>, i64)>(
+            "SELECT id, lead_category, analyzed_at, cardinality(applied_event_ids)::int8
+             FROM voice_call_analysis WHERE call_log_id = $1",
+        )
+        .bind(call)
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let inserted = row().await;
+    assert_eq!(inserted.len(), 1);
+    assert!(!inserted[0].0.is_nil());
+    assert_eq!(
+        (inserted[0].1.as_str(), inserted[0].2, inserted[0].3),
+        ("warm", at(5), 1)
+    );
+
+    feed.send(&[analysis(9, "hot")]).await;
+    feed.send(&[analysis(7, "cold")]).await;
+    let rewritten = row().await;
+    assert_eq!(rewritten.len(), 1);
+    assert_eq!(rewritten[0].0, inserted[0].0, "the same row");
+    assert_eq!(
+        (rewritten[0].1.as_str(), rewritten[0].2, rewritten[0].3),
+        ("hot", at(9), 3)
+    );
+    let pushed: Vec<String> = live_of_type(&pool, "call.analyzed")
+        .await
+        .iter()
+        .map(|m| m["data"]["lead_category"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pushed, ["warm", "hot"]);
 }

@@ -15,7 +15,7 @@ use event::VoiceEvent;
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::PgConnection;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
 /// The feature key and idempotency key prefix of the billing chain (contract §3).
@@ -173,18 +173,9 @@ async fn apply_batch(
         fx.push(live::call_updated(row));
     }
 
-    let inserted: HashSet<(Uuid, i32)> = store::insert_transcripts(conn, &lines)
-        .await?
-        .into_iter()
-        .collect();
-    fx.repeated(lines.len() - inserted.len());
-    let mut pushed: Vec<&store::NewLine<'_>> = lines
-        .iter()
-        .filter(|l| inserted.contains(&(l.line.call_id, l.line.seq)))
-        .collect();
-    pushed.sort_by_key(|l| (l.line.call_id, l.line.seq));
-    pushed.dedup_by_key(|l| (l.line.call_id, l.line.seq));
-    for l in pushed {
+    let stored_lines = store::insert_transcripts(conn, &lines).await?;
+    fx.repeated(lines.len() - stored_lines.len());
+    for l in stored_lines {
         let t = l.line;
         fx.push(live::call_transcript(
             l.tenant_id,
@@ -196,7 +187,7 @@ async fn apply_batch(
         ));
     }
 
-    let mut written = Vec::new();
+    let (mut new_analyses, mut rewritten) = (Vec::new(), Vec::new());
     for (id, analysis) in &analyses {
         let old = stored_analyses.get(id);
         if old == Some(analysis) {
@@ -206,9 +197,13 @@ async fn apply_batch(
         if old.map(|o| &o.row) != Some(&analysis.row) {
             fx.push(live::call_analyzed(&analysis.row));
         }
-        written.push(analysis);
+        match old {
+            None => new_analyses.push(analysis),
+            Some(_) => rewritten.push(analysis),
+        }
     }
-    store::upsert_analyses(conn, &written).await?;
+    store::insert_analyses(conn, &new_analyses).await?;
+    store::update_analyses(conn, &rewritten).await?;
 
     // The rows every batch shares (an agent's day, a tenant's wallet) are
     // locked last, so a concurrent lane waits on them for the shortest time.

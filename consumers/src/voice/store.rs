@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgConnection;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
 /// The columns of a [`CallRow`], in its field order.
@@ -269,30 +269,62 @@ pub struct NewLine<'a> {
     pub line: &'a TranscriptLine,
 }
 
-/// Inserts the lines not stored yet; returns the `(call_id, seq)` it inserted.
-pub async fn insert_transcripts(
+/// Stores the lines whose `(call_id, seq)` is new, the first of the batch
+/// for a key it holds twice, and returns them in key order. The repeats
+/// are found by a probe of the calls' stored lines and dropped here, and
+/// the rest go in by `COPY`: `INSERT … ON CONFLICT DO NOTHING` checks and
+/// inserts each row speculatively, which cost the backend about 60 % more
+/// CPU for the same lines (issue #14, BENCHMARKS.md). A line of the same
+/// key stored meanwhile by another transaction can only come from a
+/// producer that broke the topic's key (a call's lines are one partition's,
+/// applied by one lane at a time); its unique violation refuses the batch,
+/// whose split then finds that line stored and drops it as a repeat.
+pub async fn insert_transcripts<'l, 'a>(
     conn: &mut PgConnection,
-    lines: &[NewLine<'_>],
-) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
+    lines: &'l [NewLine<'a>],
+) -> Result<Vec<&'l NewLine<'a>>, sqlx::Error> {
     if lines.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_as(
-        "INSERT INTO voice_call_transcripts (call_id, seq, tenant_id, speaker, text, occurred_at, event_id)
-         SELECT * FROM UNNEST($1::uuid[], $2::int4[], $3::uuid[], $4::text[], $5::text[],
-                              $6::timestamptz[], $7::uuid[])
-         ON CONFLICT (call_id, seq) DO NOTHING
-         RETURNING call_id, seq",
+    let calls: Vec<Uuid> = lines
+        .iter()
+        .map(|l| l.line.call_id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let stored: Vec<(Uuid, i32)> = as_index_probes(conn, calls.len(), async |conn| {
+        sqlx::query_as("SELECT call_id, seq FROM voice_call_transcripts WHERE call_id = ANY($1)")
+            .bind(&calls)
+            .fetch_all(conn)
+            .await
+    })
+    .await?;
+    let mut taken: HashSet<(Uuid, i32)> = stored.into_iter().collect();
+    let mut fresh: Vec<&NewLine<'a>> = lines
+        .iter()
+        .filter(|l| taken.insert((l.line.call_id, l.line.seq)))
+        .collect();
+    if fresh.is_empty() {
+        return Ok(fresh);
+    }
+    fresh.sort_by_key(|l| (l.line.call_id, l.line.seq));
+    let mut copy = CopyBinary::with_capacity(fresh.len() * 160);
+    for l in &fresh {
+        copy.field(&l.line.call_id)?
+            .field(&l.line.seq)?
+            .field(&l.tenant_id)?
+            .field(&l.line.speaker)?
+            .field(&l.line.text)?
+            .field(&l.occurred_at)?
+            .field(&l.event_id)?
+            .end_row();
+    }
+    copy.send(
+        conn,
+        "voice_call_transcripts (call_id, seq, tenant_id, speaker, text, occurred_at, event_id)",
     )
-    .bind(lines.iter().map(|l| l.line.call_id).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.line.seq).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.tenant_id).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.line.speaker).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.line.text.as_str()).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.occurred_at).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.event_id).collect::<Vec<_>>())
-    .fetch_all(conn)
-    .await
+    .await?;
+    Ok(fresh)
 }
 
 /// Tenants of calls known from their transcript or analysis rows, for the
@@ -341,8 +373,43 @@ pub async fn lock_analyses(
     Ok(rows.into_iter().map(|m| (m.row.call_log_id, m)).collect())
 }
 
-/// Writes analyses as merged (their rows are locked, or new).
-pub async fn upsert_analyses(
+/// Stores analyses of calls that have none, by `COPY` (see
+/// [`insert_transcripts`] for why not `ON CONFLICT`, and for what a
+/// concurrent insert of the same call's analysis does). The row's `id` is
+/// drawn here, random as the column's default would draw it: a volatile
+/// default left to `COPY` makes it insert row by row instead of a page
+/// at a time.
+pub async fn insert_analyses(
+    conn: &mut PgConnection,
+    rows: &[&Merged<AnalysisRow>],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut copy = CopyBinary::with_capacity(rows.len() * 200);
+    for m in rows {
+        let r = &m.row;
+        copy.field(&Uuid::new_v4())?
+            .field(&r.call_log_id)?
+            .field(&r.tenant_id)?
+            .field(&r.sentiment)?
+            .field(&r.lead_category)?
+            .field(&r.summary)?
+            .field(&r.analyzed_at)?
+            .field(&m.applied_event_ids)?
+            .end_row();
+    }
+    copy.send(
+        conn,
+        "voice_call_analysis (id, call_log_id, tenant_id, sentiment, lead_category, summary, \
+         analyzed_at, applied_event_ids)",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Rewrites analyses that [`lock_analyses`] returned, as merged.
+pub async fn update_analyses(
     conn: &mut PgConnection,
     rows: &[&Merged<AnalysisRow>],
 ) -> Result<(), sqlx::Error> {
@@ -350,24 +417,36 @@ pub async fn upsert_analyses(
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO voice_call_analysis AS a
-            (call_log_id, tenant_id, sentiment, lead_category, summary, analyzed_at, applied_event_ids)
-         SELECT c, t, s, l, m, at, ids::uuid[]
+        "UPDATE voice_call_analysis AS a SET
+            sentiment = n.s, lead_category = n.l, summary = n.m, analyzed_at = n.at,
+            applied_event_ids = n.ids::uuid[]
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
                      $6::timestamptz[], $7::text[]) AS n(c, t, s, l, m, at, ids)
-         ON CONFLICT (call_log_id) DO UPDATE SET
-            sentiment = EXCLUDED.sentiment, lead_category = EXCLUDED.lead_category,
-            summary = EXCLUDED.summary, analyzed_at = EXCLUDED.analyzed_at,
-            applied_event_ids = EXCLUDED.applied_event_ids
-         WHERE a.tenant_id = EXCLUDED.tenant_id",
+         WHERE a.call_log_id = n.c AND a.tenant_id = n.t",
     )
     .bind(rows.iter().map(|m| m.row.call_log_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|m| m.row.tenant_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|m| m.row.sentiment.as_deref()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|m| m.row.lead_category.as_deref()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|m| m.row.summary.as_deref()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|m| m.row.sentiment.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|m| m.row.lead_category.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|m| m.row.summary.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .bind(rows.iter().map(|m| m.row.analyzed_at).collect::<Vec<_>>())
-    .bind(rows.iter().map(|m| array_literal(&m.applied_event_ids)).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|m| array_literal(&m.applied_event_ids))
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await?;
     Ok(())
