@@ -90,8 +90,9 @@ pub(crate) async fn as_index_probes<T>(
 /// several rows at a time); binary, Postgres skips parsing each id,
 /// instant and id array from text, and the hub skips printing them. Not
 /// every table gains from `COPY`: for the ledger and usage events, whose
-/// indexes are the cost, it measured no faster (BENCHMARKS.md, issue #14),
-/// so only new calls use it.
+/// indexes are the cost, it measured no faster than their plain `INSERT`
+/// (BENCHMARKS.md, issue #14). It pays where the alternative is an upsert:
+/// new calls, transcript lines and analyses use it.
 pub(crate) struct CopyBinary {
     data: Vec<u8>,
     /// Where the current row's field count goes.

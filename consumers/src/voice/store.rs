@@ -1,5 +1,6 @@
 //! The voice pipeline's SQL. Every statement covers the whole batch
-//! (`UNNEST` arrays); the caller owns the transaction.
+//! (`UNNEST` arrays, or `COPY` for rows known to be new); the caller owns
+//! the transaction.
 
 use super::apply::{AnalysisRow, CallRow, Merged, StatsDelta, StatsKey};
 use super::event::TranscriptLine;
