@@ -92,8 +92,8 @@ pub(crate) async fn as_index_probes<T>(
 /// every table gains from `COPY`: for the ledger and usage events, whose
 /// indexes are the cost, it measured no faster than their plain `INSERT`
 /// (BENCHMARKS.md, issue #14). New calls use it, and transcript lines and
-/// new analyses, whose alternative was an upsert that cost Postgres about
-/// 60 % more.
+/// new analyses, whose alternative was an upsert that cost Postgres 60-75 %
+/// more.
 pub(crate) struct CopyBinary {
     data: Vec<u8>,
     /// Where the current row's field count goes.
