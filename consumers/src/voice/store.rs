@@ -409,7 +409,9 @@ pub async fn insert_analyses(
     Ok(())
 }
 
-/// Rewrites analyses that [`lock_analyses`] returned, as merged.
+/// Rewrites analyses that [`lock_analyses`] returned, as merged. Joined
+/// to the table as index probes: a stream of re-analyses would otherwise
+/// have the planner, seeing thousands of keys, scan the table whole.
 pub async fn update_analyses(
     conn: &mut PgConnection,
     rows: &[&Merged<AnalysisRow>],
@@ -417,7 +419,7 @@ pub async fn update_analyses(
     if rows.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    let query = sqlx::query(
         "UPDATE voice_call_analysis AS a SET
             sentiment = n.s, lead_category = n.l, summary = n.m, analyzed_at = n.at,
             applied_event_ids = n.ids::uuid[]
@@ -447,9 +449,8 @@ pub async fn update_analyses(
         rows.iter()
             .map(|m| array_literal(&m.applied_event_ids))
             .collect::<Vec<_>>(),
-    )
-    .execute(conn)
-    .await?;
+    );
+    as_index_probes(conn, rows.len(), async |conn| query.execute(conn).await).await?;
     Ok(())
 }
 
