@@ -203,11 +203,11 @@ async fn another_tenants_event_for_a_call_is_dead_lettered_and_the_batch_goes_on
         .all(|r| r["key"] == json!(tenant.to_string())));
 }
 
-/// A batch's lookups by call id, and its rewrite of analyses, probe the
-/// indexes even when its keys are many beside the table (there the
-/// planner, given the keys, scans every table whole, and each batch costs
-/// more as the tables grow), and they leave the transaction's planner
-/// settings as they found them.
+/// A batch's lookups by call id, and its rewrites of calls and analyses,
+/// probe the indexes even when its keys are many beside the table (there
+/// the planner, given the keys, scans every table whole, and each batch
+/// costs more as the tables grow), and they leave the transaction's
+/// planner settings as they found them.
 #[sqlx::test(migrations = "../migrations")]
 async fn a_batchs_call_lookups_probe_the_indexes_and_leave_the_settings_alone(pool: PgPool) {
     let tenant = Uuid::new_v4();
@@ -261,7 +261,9 @@ async fn a_batchs_call_lookups_probe_the_indexes_and_leave_the_settings_alone(po
         (locked.len(), owners.len(), analyses.len()),
         (500, 500, 500)
     );
-    // Rewriting those analyses joins them to the table the same way.
+    // Rewriting those calls and analyses joins them to the tables the same way.
+    let calls: Vec<_> = locked.values().map(|c| (c, c.row.created_at)).collect();
+    store::update_calls(&mut tx, &calls).await.unwrap();
     let rewritten: Vec<_> = analyses.values().collect();
     store::update_analyses(&mut tx, &rewritten).await.unwrap();
     let after = scans(&mut tx).await;

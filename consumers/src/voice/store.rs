@@ -168,7 +168,10 @@ pub async fn insert_calls(
 }
 
 /// Rewrites existing rows. `previous_created_at` finds each row's partition;
-/// a call whose earliest event moved to another month moves with it.
+/// a call whose earliest event moved to another month moves with it. Joined
+/// to the table as index probes: where calls span batches (every call of
+/// live traffic does), a batch's thousands of keys would otherwise have
+/// the planner scan every partition whole.
 pub async fn update_calls(
     conn: &mut PgConnection,
     rows: &[(&Merged<CallRow>, DateTime<Utc>)],
@@ -190,11 +193,10 @@ pub async fn update_calls(
               AS n({CALL_COLUMNS}, ids, previous_created_at)
          WHERE c.id = n.id AND c.created_at = n.previous_created_at"
     );
-    CallColumns::of(rows.iter().map(|(r, _)| *r))
+    let query = CallColumns::of(rows.iter().map(|(r, _)| *r))
         .bind(sqlx::query(&sql))
-        .bind(previous)
-        .execute(conn)
-        .await?;
+        .bind(previous);
+    as_index_probes(conn, rows.len(), async |conn| query.execute(conn).await).await?;
     Ok(())
 }
 
