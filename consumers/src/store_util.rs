@@ -88,12 +88,11 @@ pub(crate) async fn as_index_probes<T>(
 /// as. `COPY` wrote a batch of new calls in about half the time of an
 /// `INSERT … SELECT FROM UNNEST` of the same rows (it fills heap pages
 /// several rows at a time); binary, Postgres skips parsing each id,
-/// instant and id array from text, and the hub skips printing them. Not
-/// every table gains from `COPY`: for the ledger and usage events, whose
-/// indexes are the cost, it measured no faster than their plain `INSERT`
-/// (BENCHMARKS.md, issue #14). New calls use it, and transcript lines and
-/// new analyses, whose alternative was an upsert that cost Postgres 60-75 %
-/// more.
+/// instant and id array from text, and the hub skips printing them. Used
+/// for every row a batch knows to be new: calls, transcript lines and
+/// analyses (whose upserts cost the backend 60-75 % more CPU), usage
+/// events and ledger rows (their `INSERT … UNNEST` about a fifth more;
+/// BENCHMARKS.md, issue #14).
 pub(crate) struct CopyBinary {
     data: Vec<u8>,
     /// Where the current row's field count goes.
@@ -148,6 +147,22 @@ impl CopyBinary {
         Ok(self)
     }
 
+    /// The next field: `value` as `jsonb`, whose binary form is a version
+    /// byte and the text. Written straight into the rows, where
+    /// [`CopyBinary::field`] would go through sqlx's encoder, which also
+    /// queues a patch for the case the column turns out to be `json`.
+    pub(crate) fn jsonb(&mut self, value: &serde_json::Value) -> Result<&mut Self, sqlx::Error> {
+        let start = self.data.len();
+        self.data.extend_from_slice(&0i32.to_be_bytes());
+        self.data.push(1);
+        serde_json::to_writer(&mut self.data, value).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let len = i32::try_from(self.data.len() - start - 4)
+            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        self.data[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        self.fields += 1;
+        Ok(self)
+    }
+
     pub(crate) fn end_row(&mut self) {
         let count = self.fields.to_be_bytes();
         self.data[self.row_start..self.row_start + 2].copy_from_slice(&count);
@@ -194,6 +209,21 @@ mod tests {
         expected.extend_from_slice(id.as_bytes());
         expected.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
         expected.extend_from_slice(&[0, 1, 0, 0, 0, 2, b'a', b'b']);
+        rows.data.truncate(rows.row_start);
+        assert_eq!(rows.data, expected);
+    }
+
+    #[test]
+    fn jsonb_is_its_version_byte_and_text() {
+        let mut rows = CopyBinary::with_capacity(64);
+        rows.jsonb(&serde_json::json!({"a": [1, "b"]})).unwrap();
+        rows.end_row();
+        let text = br#"{"a":[1,"b"]}"#;
+        let mut expected: Vec<u8> = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
+        expected.extend_from_slice(&[0, 1]);
+        expected.extend_from_slice(&(text.len() as i32 + 1).to_be_bytes());
+        expected.push(1);
+        expected.extend_from_slice(text);
         rows.data.truncate(rows.row_start);
         assert_eq!(rows.data, expected);
     }
