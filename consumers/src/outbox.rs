@@ -52,20 +52,67 @@ pub async fn write(
     if records.is_empty() {
         return Ok(None);
     }
-    // Plain text (migration 0003): the relay only ever reads it back, so
-    // Postgres need not parse or validate it (a batch's row is megabytes).
-    // Sized up front (32: a record's member names and punctuation): grown
-    // by doubling, a batch's row of megabytes was copied over and over
-    // (issue #14).
-    let size: usize = records.iter().map(|r| r.size() + 32).sum();
-    let mut text = Vec::with_capacity(size + 2);
-    serde_json::to_writer(&mut text, records).expect("JSON values serialize");
-    let text = String::from_utf8(text).expect("serde_json writes UTF-8");
     let id = sqlx::query_scalar("INSERT INTO hub_outbox (records) VALUES ($1) RETURNING id")
-        .bind(text)
+        .bind(text(records))
         .fetch_one(conn)
         .await?;
     Ok(Some(id))
+}
+
+/// Writes the first `records` of a batch's row before the batch locks the
+/// rows every batch shares, and returns the row's provisional id, which
+/// [`finish`] replaces. Until then the row's id is negative: no committed
+/// row carries one, so a row that is never finished is never published
+/// (its transaction can only roll back).
+///
+/// Why (issue #14): the lanes of a pipeline take turns on the shared rows
+/// (an agent's day, a tenant's wallet) from their first lock to their
+/// commit. A batch's row is megabytes, two thirds of them the updates
+/// made before that lock (calls, lines, analyses). Written here, they
+/// leave the turn; only [`finish`]'s tail stays in it.
+pub async fn write_ahead(
+    conn: &mut PgConnection,
+    records: &[OutboxRecord],
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO hub_outbox (id, records) VALUES (-nextval('hub_outbox_id_seq'), $1) \
+         RETURNING id",
+    )
+    .bind(text(records))
+    .fetch_one(conn)
+    .await
+}
+
+/// Gives the row written by [`write_ahead`] its final id, taken now (so
+/// under the caller's order lock, as [`write`]'s is), and the records the
+/// batch made after it: they follow the first ones. Returns the final id.
+/// The first records are not written again: an `UPDATE` keeps a value it
+/// does not change where it is stored.
+pub async fn finish(
+    conn: &mut PgConnection,
+    provisional: i64,
+    tail: &[OutboxRecord],
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE hub_outbox SET id = nextval('hub_outbox_id_seq'), tail = $2 \
+         WHERE id = $1 RETURNING id",
+    )
+    .bind(provisional)
+    .bind((!tail.is_empty()).then(|| text(tail)))
+    .fetch_one(conn)
+    .await
+}
+
+/// A row's records as the JSON text stored (migration 0003: plain text, the
+/// relay only ever reads it back, so Postgres need not parse or validate
+/// it). Sized up front (32: a record's member names and punctuation): grown
+/// by doubling, a batch's row of megabytes was copied over and over (issue
+/// #14).
+fn text(records: &[OutboxRecord]) -> String {
+    let size: usize = records.iter().map(|r| r.size() + 32).sum();
+    let mut text = Vec::with_capacity(size + 2);
+    serde_json::to_writer(&mut text, records).expect("JSON values serialize");
+    String::from_utf8(text).expect("serde_json writes UTF-8")
 }
 
 /// An outbox record as the relay reads it: the value stays raw text.
@@ -193,10 +240,11 @@ impl RelayError {
     }
 }
 
-/// A row to publish: handed over by this process's pipelines, or read back.
+/// A row to publish: handed over by this process's pipelines, or read back
+/// (its `records`, then its `tail`).
 enum Row {
     Handed(Vec<OutboxRecord>),
-    Stored(String),
+    Stored(String, Option<String>),
 }
 
 /// What one drain of the outbox did.
@@ -390,12 +438,15 @@ impl Relay {
             .copied()
             .collect();
         if !unread.is_empty() {
-            let read: Vec<(i64, String)> =
-                sqlx::query_as("SELECT id, records FROM hub_outbox WHERE id = ANY($1)")
+            let read: Vec<(i64, String, Option<String>)> =
+                sqlx::query_as("SELECT id, records, tail FROM hub_outbox WHERE id = ANY($1)")
                     .bind(&unread)
                     .fetch_all(&mut *tx)
                     .await?;
-            rows.extend(read.into_iter().map(|(id, text)| (id, Row::Stored(text))));
+            rows.extend(
+                read.into_iter()
+                    .map(|(id, text, tail)| (id, Row::Stored(text, tail))),
+            );
         }
         let publishing = Instant::now();
         let mut deliveries = Vec::new();
@@ -407,11 +458,23 @@ impl Relay {
                     .iter()
                     .map(|r| (r.topic.as_str(), r.key.as_deref(), &*r.value))
                     .collect(),
-                Row::Stored(text) => {
-                    stored = serde_json::from_str(text).map_err(|source| RelayError::Corrupt {
+                Row::Stored(text, tail) => {
+                    let corrupt = |source| RelayError::Corrupt {
                         row: *row_id,
                         source,
-                    })?;
+                    };
+                    stored = match tail {
+                        None => serde_json::from_str(text).map_err(corrupt)?,
+                        Some(tail) => {
+                            let mut first: Vec<StoredRecord<'_>> =
+                                serde_json::from_str(text).map_err(corrupt)?;
+                            first.extend(
+                                serde_json::from_str::<Vec<StoredRecord<'_>>>(tail)
+                                    .map_err(corrupt)?,
+                            );
+                            first
+                        }
+                    };
                     stored
                         .iter()
                         .map(|r| (&*r.topic, r.key.as_deref(), r.value))

@@ -67,6 +67,19 @@ pub struct Effects {
     live: Vec<LiveUpdate>,
     rejected: Vec<(EventMeta, Rejection)>,
     repeats: usize,
+    /// The topic of the batch's live records, when its outbox row may be
+    /// written ahead ([`Effects::write_outbox_ahead`]).
+    live_topic: Option<String>,
+    ahead: Option<Ahead>,
+}
+
+/// The part of a batch's outbox row written ahead of its shared rows.
+#[derive(Debug)]
+struct Ahead {
+    /// The row's provisional id ([`outbox::write_ahead`]).
+    row: i64,
+    /// The records written, made of the first `records.len()` live updates.
+    records: Vec<OutboxRecord>,
 }
 
 impl Effects {
@@ -76,7 +89,42 @@ impl Effects {
             live: Vec::new(),
             rejected: Vec::new(),
             repeats: 0,
+            live_topic: None,
+            ahead: None,
         }
+    }
+
+    /// Lets [`Effects::write_outbox_ahead`] write the batch's live updates,
+    /// as records of `live_topic`. The pipeline's batches do.
+    pub fn with_outbox(mut self, live_topic: &str) -> Effects {
+        self.live_topic = Some(live_topic.to_owned());
+        self
+    }
+
+    /// Writes the live updates pushed so far into the batch's outbox row
+    /// now. A domain calls it right before its first lock on a row that
+    /// every batch shares (an agent's day, a tenant's wallet): from that
+    /// lock to the commit, the pipeline's other lanes wait for the batch,
+    /// and the row's bulk is then already written (see
+    /// [`outbox::write_ahead`]). The updates pushed after it, and the dead
+    /// letters, complete the row at the commit. Once per batch: a later
+    /// call, or one without [`Effects::with_outbox`], leaves everything to
+    /// the commit.
+    pub async fn write_outbox_ahead(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let Some(topic) = &self.live_topic else {
+            return Ok(());
+        };
+        if self.ahead.is_some() || self.live.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<OutboxRecord> = self
+            .live
+            .iter()
+            .map(|u| live_record(topic, u, self.now))
+            .collect();
+        let row = outbox::write_ahead(conn, &records).await?;
+        self.ahead = Some(Ahead { row, records });
+        Ok(())
     }
 
     /// Counts events deduped by their own row (see
@@ -501,7 +549,7 @@ impl<D: Domain> BatchApplier<D> {
         outcome.duplicates = in_batch_dupes + (ids.len() - fresh_ids.len());
 
         let fenced = started.elapsed();
-        let mut fx = Effects::new(Utc::now());
+        let mut fx = Effects::new(Utc::now()).with_outbox(&cfg.live_topic);
         if !fresh.is_empty() {
             self.domain.apply(&mut tx, &fresh, &mut fx).await?;
         }
@@ -543,11 +591,16 @@ impl<D: Domain> BatchApplier<D> {
         outcome.rejected = letters.len();
         dead_letters::store(&mut tx, &letters).await?;
 
-        let mut publish: Vec<OutboxRecord> = fx
-            .live
-            .iter()
-            .map(|u| live_record(&cfg.live_topic, u, fx.now))
-            .collect();
+        let (ahead_row, mut publish) = match fx.ahead.take() {
+            Some(Ahead { row, records }) => (Some(row), records),
+            None => (None, Vec::new()),
+        };
+        let written_ahead = publish.len();
+        publish.extend(
+            fx.live[written_ahead..]
+                .iter()
+                .map(|u| live_record(&cfg.live_topic, u, fx.now)),
+        );
         publish.extend(
             letters.iter().map(|l| OutboxRecord {
                 topic: cfg.dead_letter_topic.clone(),
@@ -568,7 +621,10 @@ impl<D: Domain> BatchApplier<D> {
                 .execute(&mut *tx)
                 .await?;
         }
-        let outbox_row = outbox::write(&mut tx, &publish).await?;
+        let outbox_row = match ahead_row {
+            Some(row) => Some(outbox::finish(&mut tx, row, &publish[written_ahead..]).await?),
+            None => outbox::write(&mut tx, &publish).await?,
+        };
         offsets::store(&mut tx, &cfg.group, &cfg.topic, &outcome.committed).await?;
         let written = started.elapsed();
         tx.commit().await?;

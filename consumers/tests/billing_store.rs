@@ -6,7 +6,7 @@
 mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
-use common::{at, envelope, live, Feed, DEAD};
+use common::{at, envelope, live, Feed, DEAD, ROW_RECORDS};
 use lad_consumers::billing::{self, BillingDomain, UsageRequest};
 use lad_consumers::pipeline::{Effects, EventMeta};
 use rust_decimal::Decimal;
@@ -334,9 +334,9 @@ async fn usage_is_priced_from_the_active_catalog_and_an_unpriced_item_is_dead_le
         letters[0].2
     );
     assert_eq!((letters[1].0, letters[1].1.as_str()), (3, "rule_violation"));
-    let published: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM hub_outbox, json_array_elements(records::json) r WHERE r->>'topic' = $1",
-    )
+    let published: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM hub_outbox, jsonb_array_elements({ROW_RECORDS}) r WHERE r->>'topic' = $1"
+    ))
     .bind(DEAD)
     .fetch_one(&pool)
     .await

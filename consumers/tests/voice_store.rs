@@ -5,7 +5,7 @@
 mod common;
 
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
-use common::{envelope, live_of_type, Feed};
+use common::{envelope, live_of_type, Feed, ROW_RECORDS};
 use lad_consumers::voice::{store, VoiceDomain};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -178,7 +178,7 @@ async fn another_tenants_event_for_a_call_is_dead_lettered_and_the_batch_goes_on
     assert_eq!(kinds, vec!["rule_violation", "invalid_envelope"]);
 
     // The outbox holds the batch's pushes and both dead letters, in one row.
-    let records: Vec<Value> = sqlx::query_scalar("SELECT records::json FROM hub_outbox")
+    let records: Vec<Value> = sqlx::query_scalar(&format!("SELECT {ROW_RECORDS} FROM hub_outbox"))
         .fetch_all(&pool)
         .await
         .unwrap();

@@ -50,6 +50,20 @@ async fn read(consumer: &StreamConsumer, n: usize) -> Vec<Value> {
     out
 }
 
+/// Each published value's `(id, row, i)`.
+fn id_row_index(values: &[Value]) -> Vec<(String, String, i64)> {
+    values
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().to_owned(),
+                v["row"].as_str().unwrap().to_owned(),
+                v["i"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[sqlx::test(migrations = "./migrations")]
 async fn handed_and_read_back_rows_are_published_together_in_id_order(pool: PgPool) {
     let topic = format!("{}.out", Topics::new().prefix);
@@ -87,23 +101,91 @@ async fn handed_and_read_back_rows_are_published_together_in_id_order(pool: PgPo
         .create()
         .unwrap();
     consumer.subscribe(&[&topic]).unwrap();
-    let got = read(&consumer, 8).await;
-    let seen: Vec<(String, String, i64)> = got
-        .iter()
-        .map(|v| {
-            (
-                v["id"].as_str().unwrap().to_owned(),
-                v["row"].as_str().unwrap().to_owned(),
-                v["i"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let seen = id_row_index(&read(&consumer, 8).await);
     let want: Vec<(String, String, i64)> = [(a, "a", 2), (b, "b", 3), (c, "c", 1), (d, "d", 2)]
         .iter()
         .flat_map(|(id, row, n)| (0..*n).map(move |i| (format!("{id}.{i}"), row.to_string(), i)))
         .collect();
     assert_eq!(seen, want);
     // Nothing after them: row e was not published.
+    let more = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
+    assert!(more.is_err(), "published more than the table held");
+}
+
+/// A batch writes its row's bulk before it locks the rows every batch
+/// shares, under a provisional id, and completes the row with the rest at
+/// its commit (issue #14). The row is published once, its first records
+/// then its tail, numbered as one row, under the id taken at the end:
+/// whether it was handed over or read back. A row whose transaction rolled
+/// back is never seen.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_row_written_ahead_is_published_whole_under_the_id_taken_at_its_end(pool: PgPool) {
+    let topic = format!("{}.out", Topics::new().prefix);
+    ensure_topics(&settings(), &[&topic], 1, 1).await.unwrap();
+    let relay = Relay::new(pool.clone(), settings().producer_config().create().unwrap());
+    let waker = relay.waker();
+
+    // Read back: written ahead, then another transaction commits a row,
+    // then this one completes its row and commits.
+    let mut tx = pool.begin().await.unwrap();
+    let provisional = outbox::write_ahead(&mut tx, &records(&topic, "a", 2))
+        .await
+        .unwrap();
+    assert!(provisional < 0, "provisional id {provisional}");
+    let b = commit_row(&pool, &records(&topic, "b", 1)).await;
+    let a = outbox::finish(&mut tx, provisional, &records(&topic, "a-tail", 2))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(a > b, "ids follow the commits: {a} after {b}");
+
+    // Handed over whole, as a pipeline does.
+    let mut tx = pool.begin().await.unwrap();
+    let c_first = records(&topic, "c", 1);
+    let c_tail = records(&topic, "c-tail", 1);
+    let provisional = outbox::write_ahead(&mut tx, &c_first).await.unwrap();
+    let c = outbox::finish(&mut tx, provisional, &c_tail).await.unwrap();
+    tx.commit().await.unwrap();
+    waker.committed(c, [c_first, c_tail].concat());
+
+    // No tail: the row is its first records.
+    let mut tx = pool.begin().await.unwrap();
+    let provisional = outbox::write_ahead(&mut tx, &records(&topic, "d", 1))
+        .await
+        .unwrap();
+    let d = outbox::finish(&mut tx, provisional, &[]).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    outbox::write_ahead(&mut tx, &records(&topic, "rolled-back", 1))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+
+    assert_eq!(relay.drain_once().await.unwrap(), Drained::Rows(4));
+    assert_eq!(relay.drain_once().await.unwrap(), Drained::Empty);
+    assert_eq!(count(&pool, "SELECT count(*) FROM hub_outbox").await, 0);
+
+    let consumer: StreamConsumer = settings()
+        .consumer_config(&format!("{topic}-reader"))
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let seen = id_row_index(&read(&consumer, 8).await);
+    let want: Vec<(String, String, i64)> = [
+        (format!("{b}.0"), "b", 0),
+        (format!("{a}.0"), "a", 0),
+        (format!("{a}.1"), "a", 1),
+        (format!("{a}.2"), "a-tail", 0),
+        (format!("{a}.3"), "a-tail", 1),
+        (format!("{c}.0"), "c", 0),
+        (format!("{c}.1"), "c-tail", 0),
+        (format!("{d}.0"), "d", 0),
+    ]
+    .into_iter()
+    .map(|(id, row, i)| (id, row.to_owned(), i))
+    .collect();
+    assert_eq!(seen, want);
     let more = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
     assert!(more.is_err(), "published more than the table held");
 }

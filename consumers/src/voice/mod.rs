@@ -205,12 +205,6 @@ async fn apply_batch(
     store::insert_analyses(conn, &new_analyses).await?;
     store::update_analyses(conn, &rewritten).await?;
 
-    // The rows every batch shares (an agent's day, a tenant's wallet) are
-    // locked last, so a concurrent lane waits on them for the shortest time.
-    for stats in store::add_stats(conn, &deltas).await? {
-        fx.push(live::call_stats(&stats));
-    }
-
     // The billing chain, in this same transaction: billing's idempotency key
     // makes a call charge once however many `call.ended` it receives.
     let charges: Vec<UsageRequest> = ended_in_batch
@@ -233,6 +227,15 @@ async fn apply_batch(
             })
         })
         .collect();
+
+    // The rows every batch shares (an agent's day, a tenant's wallet) are
+    // locked last: from the first of those locks to the commit, the
+    // pipeline's other lanes wait for this batch. So everything that needs
+    // none of them is done before, the outbox row's bulk included.
+    fx.write_outbox_ahead(conn).await?;
+    for stats in store::add_stats(conn, &deltas).await? {
+        fx.push(live::call_stats(&stats));
+    }
     let rejected_before = fx.rejected().len();
     billing::charge(conn, &charges, fx).await?;
 

@@ -132,12 +132,17 @@ pub fn envelope(tenant: Uuid, kind: &str, occurred: DateTime<Utc>, data: Value) 
     })
 }
 
+/// A row's records as one JSON array: those written ahead of the batch's
+/// shared rows, then its tail (migration 0006).
+pub const ROW_RECORDS: &str = "records::jsonb || COALESCE(tail::jsonb, '[]')";
+
 /// Every record of every outbox row, in commit order.
 pub async fn outbox(pool: &PgPool) -> Vec<Value> {
-    let rows: Vec<Value> = sqlx::query_scalar("SELECT records::json FROM hub_outbox ORDER BY id")
-        .fetch_all(pool)
-        .await
-        .unwrap();
+    let rows: Vec<Value> =
+        sqlx::query_scalar(&format!("SELECT {ROW_RECORDS} FROM hub_outbox ORDER BY id"))
+            .fetch_all(pool)
+            .await
+            .unwrap();
     rows.into_iter()
         .flat_map(|r| r.as_array().unwrap().clone())
         .collect()
