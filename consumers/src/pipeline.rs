@@ -73,6 +73,13 @@ pub struct Effects {
     ahead: Option<Ahead>,
 }
 
+/// The fewest live updates worth writing ahead of a batch's shared rows.
+/// Writing ahead costs a statement, so one more round trip before the
+/// commit; a few hundred updates take about as long to write (a few
+/// microseconds each, issue #14). Small batches are the live traffic whose
+/// commit latency people see, and they seldom keep another lane waiting.
+pub const AHEAD_MIN_UPDATES: usize = 500;
+
 /// The part of a batch's outbox row written ahead of its shared rows.
 #[derive(Debug)]
 struct Ahead {
@@ -107,14 +114,15 @@ impl Effects {
     /// lock to the commit, the pipeline's other lanes wait for the batch,
     /// and the row's bulk is then already written (see
     /// [`outbox::write_ahead`]). The updates pushed after it, and the dead
-    /// letters, complete the row at the commit. Once per batch: a later
-    /// call, or one without [`Effects::with_outbox`], leaves everything to
+    /// letters, complete the row at the commit. Once per batch, and only
+    /// with at least [`AHEAD_MIN_UPDATES`] pushed: a later call, a smaller
+    /// batch, or one without [`Effects::with_outbox`] leaves everything to
     /// the commit.
     pub async fn write_outbox_ahead(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         let Some(topic) = &self.live_topic else {
             return Ok(());
         };
-        if self.ahead.is_some() || self.live.is_empty() {
+        if self.ahead.is_some() || self.live.len() < AHEAD_MIN_UPDATES {
             return Ok(());
         }
         let records: Vec<OutboxRecord> = self

@@ -380,3 +380,62 @@ async fn a_calls_analysis_is_one_row_that_later_analyses_rewrite(pool: PgPool) {
         .collect();
     assert_eq!(pushed, ["warm", "hot"]);
 }
+
+/// A batch large enough writes its outbox row's bulk before it locks the
+/// rows every batch shares (issue #14): the row's `records` are the
+/// updates made before (calls, lines, analyses) and its `tail` the rest
+/// (stats, charges, wallets), with its final, positive id. A small batch
+/// writes its row whole at the commit, with no tail.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_large_batch_writes_its_rows_bulk_ahead_of_the_shared_rows(pool: PgPool) {
+    let (tenant, agents) = (Uuid::new_v4(), [Uuid::new_v4(), Uuid::new_v4()]);
+    sqlx::query("INSERT INTO billing_wallets (tenant_id, current_balance) VALUES ($1, 1000)")
+        .bind(tenant)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let calls = lad_consumers::pipeline::AHEAD_MIN_UPDATES / 3 + 1;
+    let events: Vec<Value> = (0..calls)
+        .flat_map(|i| lifecycle(tenant, Uuid::new_v4(), agents[i % 2], "0.50"))
+        .collect();
+    let mut feed = feed(&pool);
+    assert_eq!(feed.send(&events).await.applied, events.len());
+    let small = lifecycle(tenant, Uuid::new_v4(), agents[0], "0.50");
+    assert_eq!(feed.send(&small).await.applied, small.len());
+
+    let rows: Vec<(i64, Value, Option<Value>)> =
+        sqlx::query_as("SELECT id, records::jsonb, tail::jsonb FROM hub_outbox ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let types = |records: &Value| -> Vec<String> {
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["value"]["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(rows.len(), 2);
+    let (large, ahead, tail) = &rows[0];
+    assert!(*large > 0, "final id {large}");
+    let ahead = types(ahead);
+    let tail = types(tail.as_ref().expect("the large batch has a tail"));
+    let count = |types: &[String], kind: &str| types.iter().filter(|t| *t == kind).count();
+    assert_eq!(ahead.len(), 3 * calls);
+    for kind in ["call.updated", "call.transcript", "call.analyzed"] {
+        assert_eq!(count(&ahead, kind), calls, "{kind} ahead");
+    }
+    // Each agent-day (two agents, and the calls cross midnight), every
+    // charge, and the wallet once, in that order.
+    let mut want = vec!["call.stats".to_owned(); 4];
+    want.extend(vec!["billing.charged".to_owned(); calls]);
+    want.push("billing.wallet".to_owned());
+    assert_eq!(tail, want);
+
+    let (small_row, records, tail) = &rows[1];
+    assert!(small_row > large);
+    assert!(tail.is_none(), "a small batch's row is written whole");
+    // Its call's three updates, its agent's two days, the charge, the wallet.
+    assert_eq!(types(records).len(), 3 + 2 + 2);
+}
