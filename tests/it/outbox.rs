@@ -50,9 +50,27 @@ async fn read(consumer: &StreamConsumer, n: usize) -> Vec<Value> {
     out
 }
 
-/// Each published value's `(id, row, i)`.
-fn id_row_index(values: &[Value]) -> Vec<(String, String, i64)> {
-    values
+/// Has the relay publish `rows` rows and find the table empty after, then
+/// reads what reached `topic`: each value's `(id, row, i)`, exactly
+/// `records` of them and nothing more.
+async fn drain_and_read(
+    relay: &Relay,
+    pool: &PgPool,
+    topic: &str,
+    rows: usize,
+    records: usize,
+) -> Vec<(String, String, i64)> {
+    assert_eq!(relay.drain_once().await.unwrap(), Drained::Rows(rows));
+    assert_eq!(relay.drain_once().await.unwrap(), Drained::Empty);
+    assert_eq!(count(pool, "SELECT count(*) FROM hub_outbox").await, 0);
+
+    let consumer: StreamConsumer = settings()
+        .consumer_config(&format!("{topic}-reader"))
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let seen = read(&consumer, records)
+        .await
         .iter()
         .map(|v| {
             (
@@ -61,7 +79,10 @@ fn id_row_index(values: &[Value]) -> Vec<(String, String, i64)> {
                 v["i"].as_i64().unwrap(),
             )
         })
-        .collect()
+        .collect();
+    let more = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
+    assert!(more.is_err(), "published more than the table held");
+    seen
 }
 
 #[sqlx::test(migrations = "./migrations")]
@@ -92,24 +113,13 @@ async fn handed_and_read_back_rows_are_published_together_in_id_order(pool: PgPo
         .await
         .unwrap();
 
-    assert_eq!(relay.drain_once().await.unwrap(), Drained::Rows(4));
-    assert_eq!(relay.drain_once().await.unwrap(), Drained::Empty);
-    assert_eq!(count(&pool, "SELECT count(*) FROM hub_outbox").await, 0);
-
-    let consumer: StreamConsumer = settings()
-        .consumer_config(&format!("{topic}-reader"))
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&topic]).unwrap();
-    let seen = id_row_index(&read(&consumer, 8).await);
+    let seen = drain_and_read(&relay, &pool, &topic, 4, 8).await;
     let want: Vec<(String, String, i64)> = [(a, "a", 2), (b, "b", 3), (c, "c", 1), (d, "d", 2)]
         .iter()
         .flat_map(|(id, row, n)| (0..*n).map(move |i| (format!("{id}.{i}"), row.to_string(), i)))
         .collect();
+    // Row e is not among them.
     assert_eq!(seen, want);
-    // Nothing after them: row e was not published.
-    let more = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
-    assert!(more.is_err(), "published more than the table held");
 }
 
 /// A batch writes its row's bulk before it locks the rows every batch
@@ -162,16 +172,7 @@ async fn a_row_written_ahead_is_published_whole_under_the_id_taken_at_its_end(po
         .unwrap();
     tx.rollback().await.unwrap();
 
-    assert_eq!(relay.drain_once().await.unwrap(), Drained::Rows(4));
-    assert_eq!(relay.drain_once().await.unwrap(), Drained::Empty);
-    assert_eq!(count(&pool, "SELECT count(*) FROM hub_outbox").await, 0);
-
-    let consumer: StreamConsumer = settings()
-        .consumer_config(&format!("{topic}-reader"))
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&topic]).unwrap();
-    let seen = id_row_index(&read(&consumer, 8).await);
+    let seen = drain_and_read(&relay, &pool, &topic, 4, 8).await;
     let want: Vec<(String, String, i64)> = [
         (format!("{b}.0"), "b", 0),
         (format!("{a}.0"), "a", 0),
@@ -186,6 +187,4 @@ async fn a_row_written_ahead_is_published_whole_under_the_id_taken_at_its_end(po
     .map(|(id, row, i)| (id, row.to_owned(), i))
     .collect();
     assert_eq!(seen, want);
-    let more = tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await;
-    assert!(more.is_err(), "published more than the table held");
 }
