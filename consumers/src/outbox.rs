@@ -59,11 +59,11 @@ pub async fn write(
     Ok(Some(id))
 }
 
-/// Writes the first `records` of a batch's row before the batch locks the
-/// rows every batch shares, and returns the row's provisional id, which
-/// [`finish`] replaces. Until then the row's id is negative: no committed
-/// row carries one, so a row that is never finished is never published
-/// (its transaction can only roll back).
+/// Writes the first `records` of a batch's row (column `ahead`, migration
+/// 0006) before the batch locks the rows every batch shares, and returns
+/// the row's provisional id, which [`finish`] replaces. Until then the
+/// row's id is negative: no committed row carries one, so a row that is
+/// never finished is never published (its transaction can only roll back).
 ///
 /// Why (issue #14): the lanes of a pipeline take turns on the shared rows
 /// (an agent's day, a tenant's wallet) from their first lock to their
@@ -75,7 +75,7 @@ pub async fn write_ahead(
     records: &[OutboxRecord],
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
-        "INSERT INTO hub_outbox (id, records) VALUES (-nextval('hub_outbox_id_seq'), $1) \
+        "INSERT INTO hub_outbox (id, ahead) VALUES (-nextval('hub_outbox_id_seq'), $1) \
          RETURNING id",
     )
     .bind(text(records))
@@ -85,7 +85,8 @@ pub async fn write_ahead(
 
 /// Gives the row written by [`write_ahead`] its final id, taken now (so
 /// under the caller's order lock, as [`write`]'s is), and the records the
-/// batch made after it: they follow the first ones. Returns the final id.
+/// batch made after it (column `tail`): they follow the first ones. Returns
+/// the final id.
 /// The first records are not written again: an `UPDATE` keeps a value it
 /// does not change where it is stored.
 pub async fn finish(
@@ -241,7 +242,7 @@ impl RelayError {
 }
 
 /// A row to publish: handed over by this process's pipelines, or read back
-/// (its `records`, then its `tail`).
+/// (its `records`, or its `ahead` then its `tail`).
 enum Row {
     Handed(Vec<OutboxRecord>),
     Stored(String, Option<String>),
@@ -438,11 +439,12 @@ impl Relay {
             .copied()
             .collect();
         if !unread.is_empty() {
-            let read: Vec<(i64, String, Option<String>)> =
-                sqlx::query_as("SELECT id, records, tail FROM hub_outbox WHERE id = ANY($1)")
-                    .bind(&unread)
-                    .fetch_all(&mut *tx)
-                    .await?;
+            let read: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+                "SELECT id, COALESCE(records, ahead), tail FROM hub_outbox WHERE id = ANY($1)",
+            )
+            .bind(&unread)
+            .fetch_all(&mut *tx)
+            .await?;
             rows.extend(
                 read.into_iter()
                     .map(|(id, text, tail)| (id, Row::Stored(text, tail))),

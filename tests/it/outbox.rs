@@ -127,7 +127,7 @@ async fn handed_and_read_back_rows_are_published_together_in_id_order(pool: PgPo
 /// its commit (issue #14). The row is published once, its first records
 /// then its tail, numbered as one row, under the id taken at the end:
 /// whether it was handed over or read back. A row whose transaction rolled
-/// back is never seen.
+/// back is never seen, and a relay of an older hub cannot read the row.
 #[sqlx::test(migrations = "./migrations")]
 async fn a_row_written_ahead_is_published_whole_under_the_id_taken_at_its_end(pool: PgPool) {
     let topic = format!("{}.out", Topics::new().prefix);
@@ -148,6 +148,14 @@ async fn a_row_written_ahead_is_published_whole_under_the_id_taken_at_its_end(po
         .unwrap();
     tx.commit().await.unwrap();
     assert!(a > b, "ids follow the commits: {a} after {b}");
+    // A relay of an older hub reads `records` alone: for this row it gets
+    // an error it retries, never the first part without the tail.
+    let old_read =
+        sqlx::query_as::<_, (i64, String)>("SELECT id, records FROM hub_outbox WHERE id = $1")
+            .bind(a)
+            .fetch_one(&pool)
+            .await;
+    assert!(old_read.is_err(), "an older relay read {old_read:?}");
 
     // Handed over whole, as a pipeline does.
     let mut tx = pool.begin().await.unwrap();

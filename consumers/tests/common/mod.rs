@@ -132,9 +132,10 @@ pub fn envelope(tenant: Uuid, kind: &str, occurred: DateTime<Utc>, data: Value) 
     })
 }
 
-/// A row's records as one JSON array: those written ahead of the batch's
-/// shared rows, then its tail (migration 0006).
-pub const ROW_RECORDS: &str = "records::jsonb || COALESCE(tail::jsonb, '[]')";
+/// A row's records as one JSON array: those written at once, or those
+/// written ahead of the batch's shared rows and then its tail (migration
+/// 0006).
+pub const ROW_RECORDS: &str = "COALESCE(records, ahead)::jsonb || COALESCE(tail::jsonb, '[]')";
 
 /// Every record of every outbox row, in commit order.
 pub async fn outbox(pool: &PgPool) -> Vec<Value> {
