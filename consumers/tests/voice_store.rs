@@ -381,6 +381,9 @@ async fn a_calls_analysis_is_one_row_that_later_analyses_rewrite(pool: PgPool) {
     assert_eq!(pushed, ["warm", "hot"]);
 }
 
+/// An outbox row's id, `records`, `ahead` and `tail`.
+type OutboxRow = (i64, Option<Value>, Option<Value>, Option<Value>);
+
 /// A batch large enough writes its outbox row's bulk before it locks the
 /// rows every batch shares (issue #14): the row's `ahead` holds the
 /// updates made before (calls, lines, analyses) and its `tail` the rest
@@ -403,7 +406,7 @@ async fn a_large_batch_writes_its_rows_bulk_ahead_of_the_shared_rows(pool: PgPoo
     let small = lifecycle(tenant, Uuid::new_v4(), agents[0], "0.50");
     assert_eq!(feed.send(&small).await.applied, small.len());
 
-    let rows: Vec<(i64, Option<Value>, Option<Value>, Option<Value>)> = sqlx::query_as(
+    let rows: Vec<OutboxRow> = sqlx::query_as(
         "SELECT id, records::jsonb, ahead::jsonb, tail::jsonb FROM hub_outbox ORDER BY id",
     )
     .fetch_all(&pool)
