@@ -454,7 +454,7 @@ impl Relay {
         let mut deliveries = Vec::new();
         // In id order: a row handed over and a row read back interleave.
         for (row_id, row) in &rows {
-            let stored: Vec<StoredRecord<'_>>;
+            let mut stored: Vec<StoredRecord<'_>>;
             let records: Vec<(&str, Option<&str>, &RawValue)> = match row {
                 Row::Handed(records) => records
                     .iter()
@@ -465,18 +465,12 @@ impl Relay {
                         row: *row_id,
                         source,
                     };
-                    stored = match tail {
-                        None => serde_json::from_str(text).map_err(corrupt)?,
-                        Some(tail) => {
-                            let mut first: Vec<StoredRecord<'_>> =
-                                serde_json::from_str(text).map_err(corrupt)?;
-                            first.extend(
-                                serde_json::from_str::<Vec<StoredRecord<'_>>>(tail)
-                                    .map_err(corrupt)?,
-                            );
-                            first
-                        }
-                    };
+                    stored = serde_json::from_str(text).map_err(corrupt)?;
+                    if let Some(tail) = tail {
+                        stored.extend(
+                            serde_json::from_str::<Vec<StoredRecord<'_>>>(tail).map_err(corrupt)?,
+                        );
+                    }
                     stored
                         .iter()
                         .map(|r| (&*r.topic, r.key.as_deref(), r.value))

@@ -50,6 +50,14 @@ async fn read(consumer: &StreamConsumer, n: usize) -> Vec<Value> {
     out
 }
 
+/// A topic of its own, and a relay over `pool`.
+async fn relay_on_a_new_topic(pool: &PgPool) -> (String, Relay) {
+    let topic = format!("{}.out", Topics::new().prefix);
+    ensure_topics(&settings(), &[&topic], 1, 1).await.unwrap();
+    let relay = Relay::new(pool.clone(), settings().producer_config().create().unwrap());
+    (topic, relay)
+}
+
 /// Has the relay publish `rows` rows and find the table empty after, then
 /// reads what reached `topic`: each value's `(id, row, i)`, exactly
 /// `records` of them and nothing more.
@@ -87,9 +95,7 @@ async fn drain_and_read(
 
 #[sqlx::test(migrations = "./migrations")]
 async fn handed_and_read_back_rows_are_published_together_in_id_order(pool: PgPool) {
-    let topic = format!("{}.out", Topics::new().prefix);
-    ensure_topics(&settings(), &[&topic], 1, 1).await.unwrap();
-    let relay = Relay::new(pool.clone(), settings().producer_config().create().unwrap());
+    let (topic, relay) = relay_on_a_new_topic(&pool).await;
     let waker = relay.waker();
 
     // Rows another node (or this one before a restart) committed are only
@@ -130,9 +136,7 @@ async fn handed_and_read_back_rows_are_published_together_in_id_order(pool: PgPo
 /// back is never seen, and a relay of an older hub cannot read the row.
 #[sqlx::test(migrations = "./migrations")]
 async fn a_row_written_ahead_is_published_whole_under_the_id_taken_at_its_end(pool: PgPool) {
-    let topic = format!("{}.out", Topics::new().prefix);
-    ensure_topics(&settings(), &[&topic], 1, 1).await.unwrap();
-    let relay = Relay::new(pool.clone(), settings().producer_config().create().unwrap());
+    let (topic, relay) = relay_on_a_new_topic(&pool).await;
     let waker = relay.waker();
 
     // Read back: written ahead, then another transaction commits a row,
