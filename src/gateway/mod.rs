@@ -41,7 +41,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use lad_consumers::kafka::KafkaSettings;
-use lad_consumers::live::{Channel, LiveRecord, LocalGateway, LocalHandoff};
+use lad_consumers::live::{Channel, LiveHead, LiveRecord, LocalGateway, LocalHandoff};
 use registry::ChannelRegistry;
 use replay::{LogReplay, ReplayLimits, TopicPosition};
 use serde_json::json;
@@ -269,6 +269,11 @@ impl Gateway {
 
     fn route(&self, source: Source<'_>, record_value: &[u8]) {
         metrics::counter!("lad_live_records_total", "source" => source.label()).increment(1);
+        if let Source::Topic(_, at) = source {
+            if self.passes_over(at, record_value) {
+                return;
+            }
+        }
         let shown = source.read_at().unwrap_or("in-process");
         let rec = match LiveRecord::parse(record_value) {
             Ok(rec) => rec,
@@ -318,6 +323,27 @@ impl Gateway {
                     .record(secs.max(0) as f64 / 1e6);
             }
         }
+    }
+
+    /// True for a record read from the topic that needs no more than its
+    /// head: one this process delivered in-process already, or one for a
+    /// channel nobody here listens to. Anything the head cannot settle (a
+    /// record in another layout, a channel or tenant that does not check
+    /// out) is left to the full parse, which reports it.
+    fn passes_over(&self, at: TopicPosition, record_value: &[u8]) -> bool {
+        let Some(head) = LiveHead::peek(record_value) else {
+            return false;
+        };
+        if head.origin == Some(self.inner.origin.as_str()) {
+            return true;
+        }
+        let (Some(Ok(channel)), Some(Ok(tenant))) = (
+            head.channel.map(str::parse::<Channel>),
+            head.tenant_id.map(str::parse::<Uuid>),
+        ) else {
+            return false;
+        };
+        channel.tenant_id() == tenant && self.registry().pass_unwatched(at, head.id, &channel)
     }
 
     /// Open WebSocket sessions.
@@ -543,6 +569,53 @@ mod tests {
             .collect();
         let at = |seq: u64| format!("ai:{message}:{seq}");
         assert_eq!(got, vec![(0, at(0).as_str()), (1, at(1).as_str())]);
+    }
+
+    #[tokio::test]
+    async fn a_record_nobody_listens_to_is_passed_over_and_its_republish_still_known() {
+        let gw = gateway();
+        let channel = Channel::Calls {
+            tenant_id: Uuid::new_v4(),
+        };
+        let record = |id: &str, n: u32| {
+            let u = lad_consumers::live::LiveUpdate::new(
+                channel,
+                "call.updated",
+                json!({"id": format!("c{n}"), "n": n}),
+            );
+            let value = LiveRecord::committed(&u, chrono::Utc::now());
+            // As the relay publishes it: the id spliced in first.
+            format!(r#"{{"id":"{id}",{}"#, &value.get()[1..]).into_bytes()
+        };
+        gw.dispatch("0:1", &record("7.0", 1));
+        assert_eq!(gw.channels(), 0, "no state for a channel nobody listens to");
+
+        let conn = Conn::new(1, 1 << 16);
+        let name = channel.to_string();
+        let registry::Subscription::NeedsSnapshot(resume) =
+            gw.registry()
+                .subscribe(&conn, channel, &name, &json!(1), None)
+        else {
+            panic!("a calls channel needs its snapshot");
+        };
+        gw.registry()
+            .complete(&conn, &channel, &json!({}), &resume, None);
+        // The relay publishes row 7 again (a crash before it deleted it),
+        // then the next row.
+        gw.dispatch("0:2", &record("7.0", 1));
+        gw.dispatch("0:3", &record("8.0", 2));
+        let frames = frames(&conn);
+        assert_eq!(frames[0]["op"], "subscribed");
+        let got: Vec<_> = frames[1..]
+            .iter()
+            .map(|f| {
+                (
+                    f["position"].as_str().unwrap(),
+                    f["data"]["n"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, vec![("0:3", 2)], "only the new row is delivered");
     }
 
     #[tokio::test]

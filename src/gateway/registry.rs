@@ -508,6 +508,24 @@ impl ChannelRegistry {
         }
     }
 
+    /// Passes over a record read at `at` for `channel` when nobody here
+    /// listens to the channel and nothing here keeps its records (no
+    /// state): only its outbox id is noted, as [`ChannelRegistry::dispatch`]
+    /// notes every one, so a republish is still known for one later. False,
+    /// with nothing noted, when the record must be dispatched: assistant
+    /// channels keep their replies' state without subscribers.
+    pub fn pass_unwatched(&self, at: TopicPosition, id: Option<&str>, channel: &Channel) -> bool {
+        if matches!(channel, Channel::UserAi { .. }) || self.channels.contains_key(channel) {
+            return false;
+        }
+        if let Some(oid) = id.and_then(OutboxId::parse) {
+            if !self.lock_outbox_ids().first_time(at.partition, oid) {
+                dropped("repeat");
+            }
+        }
+        true
+    }
+
     /// Routes one live record (already checked: its channel is its tenant's)
     /// at `position`, read from `lad.live.v1` at `read_at` (none for one
     /// handed over in-process). Returns how many subscribers it was
