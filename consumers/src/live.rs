@@ -586,12 +586,10 @@ mod tests {
         let calls = Channel::Calls { tenant_id: t };
         let u = LiveUpdate::new(calls, "call.updated", json!({"id": "c1", "channel": "x"}));
         let name = calls.to_string();
-        let committed = LiveRecord::committed(&u, Utc::now());
-        // As the relay publishes it: the id spliced in first.
-        let relayed = format!(r#"{{"id":"12.3",{}"#, &committed.get()[1..]);
+        let relayed = crate::outbox::with_id(&LiveRecord::committed(&u, Utc::now()), "12.3");
         let tenant = t.to_string();
         assert_eq!(
-            LiveHead::peek(relayed.as_bytes()),
+            LiveHead::peek(&relayed),
             Some(LiveHead {
                 id: Some("12.3"),
                 origin: None,

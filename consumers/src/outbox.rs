@@ -128,8 +128,9 @@ struct StoredRecord<'a> {
 }
 
 /// `value` (a JSON object) with `"id": id` as its first member, spliced
-/// into the text rather than parsed and re-serialized.
-fn with_id(value: &RawValue, id: &str) -> Vec<u8> {
+/// into the text rather than parsed and re-serialized: a committed record
+/// as the relay publishes it.
+pub fn with_id(value: &RawValue, id: &str) -> Vec<u8> {
     let text = value.get().trim_start();
     let id = serde_json::to_string(id).expect("strings serialize");
     let body = text.strip_prefix('{').unwrap_or(text).trim_start();

@@ -583,9 +583,7 @@ mod tests {
                 "call.updated",
                 json!({"id": format!("c{n}"), "n": n}),
             );
-            let value = LiveRecord::committed(&u, chrono::Utc::now());
-            // As the relay publishes it: the id spliced in first.
-            format!(r#"{{"id":"{id}",{}"#, &value.get()[1..]).into_bytes()
+            lad_consumers::outbox::with_id(&LiveRecord::committed(&u, chrono::Utc::now()), id)
         };
         gw.dispatch("0:1", &record("7.0", 1));
         assert_eq!(gw.channels(), 0, "no state for a channel nobody listens to");
