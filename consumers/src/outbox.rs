@@ -87,6 +87,7 @@ pub async fn write_ahead(
 /// under the caller's order lock, as [`write`]'s is), and the records the
 /// batch made after it (column `tail`): they follow the first ones. Returns
 /// the final id.
+///
 /// The first records are not written again: an `UPDATE` keeps a value it
 /// does not change where it is stored.
 pub async fn finish(

@@ -519,11 +519,19 @@ impl ChannelRegistry {
             return false;
         }
         if let Some(oid) = id.and_then(OutboxId::parse) {
-            if !self.lock_outbox_ids().first_time(at.partition, oid) {
-                dropped("repeat");
-            }
+            self.first_time(at.partition, oid);
         }
         true
+    }
+
+    /// Notes a relayed record's id in the repeats window: false (and
+    /// counted as dropped) for a republish of one seen before.
+    fn first_time(&self, partition: i32, oid: OutboxId) -> bool {
+        let first = self.lock_outbox_ids().first_time(partition, oid);
+        if !first {
+            dropped("repeat");
+        }
+        first
     }
 
     /// Routes one live record (already checked: its channel is its tenant's)
@@ -540,8 +548,7 @@ impl ChannelRegistry {
         let outbox_id = rec.id.as_deref().and_then(OutboxId::parse);
         if let Some(oid) = outbox_id {
             let partition = read_at.map_or(i32::MIN, |at| at.partition);
-            if !self.lock_outbox_ids().first_time(partition, oid) {
-                dropped("repeat");
+            if !self.first_time(partition, oid) {
                 return 0;
             }
         }
