@@ -2,6 +2,7 @@
 //! `lad.ai.icp-assistant.v1`, and their pure decoding.
 
 use crate::envelope::{Envelope, Rejection};
+use std::borrow::Cow;
 use uuid::Uuid;
 
 pub const DELTA: &str = "ai.reply.delta";
@@ -43,15 +44,15 @@ pub fn decode(envelope: &Envelope) -> Result<AiEvent, Rejection> {
             message_id: f.uuid("message_id")?,
             user_id: f.uuid("user_id")?,
             seq: f.non_negative_i32("seq")?,
-            delta: f.string("delta")?.to_owned(),
+            delta: f.string("delta")?.into_owned(),
         })),
         COMPLETED => Ok(AiEvent::Completed(ReplyCompleted {
             conversation_id: f.uuid("conversation_id")?,
             message_id: f.uuid("message_id")?,
             user_id: f.uuid("user_id")?,
-            content: f.string("content")?.to_owned(),
+            content: f.string("content")?.into_owned(),
             tokens_used: f.non_negative_i32("tokens_used")?,
-            model: f.opt_string("model")?.map(str::to_owned),
+            model: f.opt_string("model")?.map(Cow::into_owned),
         })),
         other => Err(Rejection::UnknownType(other.to_owned())),
     }

@@ -1,9 +1,10 @@
 //! The events of `lad.billing.usage.v1` (contract §5) and their decoding.
 //! Pure: an [`Envelope`] in, a [`BillingEvent`] or a [`Rejection`] out.
 
-use crate::envelope::{Envelope, Fields, Rejection};
+use crate::envelope::{Data, Envelope, Fields, Rejection};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -72,8 +73,8 @@ fn decode_usage(f: Fields<'_>) -> Result<Usage, Rejection> {
         .map(|(i, v)| decode_item(i, v))
         .collect::<Result<Vec<_>, _>>()?;
     let usage = Usage {
-        idempotency_key: f.string("idempotency_key")?.to_owned(),
-        feature_key: f.string("feature_key")?.to_owned(),
+        idempotency_key: f.string("idempotency_key")?.into_owned(),
+        feature_key: f.string("feature_key")?.into_owned(),
         user_id: f.opt_uuid("user_id")?,
         items,
         total_cost: f.opt_decimal("total_cost")?,
@@ -88,8 +89,8 @@ fn decode_usage(f: Fields<'_>) -> Result<Usage, Rejection> {
     Ok(usage)
 }
 
-fn decode_item(index: usize, value: &Value) -> Result<UsageItem, Rejection> {
-    let Value::Object(obj) = value else {
+fn decode_item(index: usize, value: &RawValue) -> Result<UsageItem, Rejection> {
+    let Some(item) = Data::object(value) else {
         return Err(Rejection::InvalidData(format!(
             "data.usage_items[{index}] must be an object"
         )));
@@ -101,21 +102,21 @@ fn decode_item(index: usize, value: &Value) -> Result<UsageItem, Rejection> {
         }
         other => other,
     };
-    let f = Fields(obj);
+    let f = Fields(&item);
     Ok(UsageItem {
-        category: f.non_empty_string("category").map_err(at)?.to_owned(),
-        provider: f.non_empty_string("provider").map_err(at)?.to_owned(),
-        model: f.non_empty_string("model").map_err(at)?.to_owned(),
-        unit: f.non_empty_string("unit").map_err(at)?.to_owned(),
+        category: f.non_empty_string("category").map_err(at)?.into_owned(),
+        provider: f.non_empty_string("provider").map_err(at)?.into_owned(),
+        model: f.non_empty_string("model").map_err(at)?.into_owned(),
+        unit: f.non_empty_string("unit").map_err(at)?.into_owned(),
         quantity: f.non_negative_decimal("quantity").map_err(at)?,
     })
 }
 
 fn decode_credit(f: Fields<'_>) -> Result<Credit, Rejection> {
     let credit = Credit {
-        idempotency_key: f.string("idempotency_key")?.to_owned(),
+        idempotency_key: f.string("idempotency_key")?.into_owned(),
         amount: f.decimal("amount")?,
-        reason: f.string("reason")?.to_owned(),
+        reason: f.string("reason")?.into_owned(),
         metadata: metadata(f)?,
     };
     check_idempotency_key(&credit.idempotency_key)?;
@@ -129,12 +130,10 @@ fn decode_credit(f: Fields<'_>) -> Result<Credit, Rejection> {
 }
 
 fn metadata(f: Fields<'_>) -> Result<Value, Rejection> {
-    match f.0.get("metadata") {
-        None | Some(Value::Null) => Ok(Value::Object(Map::new())),
-        Some(v @ Value::Object(_)) => Ok(v.clone()),
-        Some(_) => Err(Rejection::InvalidData(
-            "data.metadata must be an object".into(),
-        )),
+    match f.opt_object("metadata")? {
+        None => Ok(Value::Object(Map::new())),
+        Some(raw) => serde_json::from_str(raw.get())
+            .map_err(|e| Rejection::InvalidData(format!("data.metadata {e}"))),
     }
 }
 
@@ -209,18 +208,8 @@ pub fn check_feature_key(key: &str) -> Result<(), Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::test_envelope as envelope;
     use serde_json::json;
-
-    fn envelope(kind: &str, data: Value) -> Envelope {
-        let v = json!({
-            "event_id": "7f0c3c1e-3f4a-4b8e-9d55-0c1a8f0e6b11",
-            "type": kind,
-            "tenant_id": "0b1d5f3a-8f55-4c1c-a6a4-2f6c1d9e0a77",
-            "occurred_at": "2026-11-25T10:00:00Z",
-            "data": data,
-        });
-        Envelope::decode(Some(&serde_json::to_vec(&v).unwrap())).unwrap()
-    }
 
     fn usage_data() -> Value {
         json!({

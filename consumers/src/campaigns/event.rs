@@ -2,6 +2,7 @@
 //! `lad.campaign.activities.v1`, and its pure decoding.
 
 use crate::envelope::{Envelope, Rejection};
+use std::borrow::Cow;
 use uuid::Uuid;
 
 pub const ACTIVITY: &str = "campaign.activity";
@@ -133,7 +134,7 @@ pub fn decode(envelope: &Envelope) -> Result<Activity, Rejection> {
         step_id: f.uuid("step_id")?,
         step_type: StepType::parse(step_type).expect("one_of returned an allowed spelling"),
         status: ActivityStatus::parse(status).expect("one_of returned an allowed spelling"),
-        error: f.opt_string("error")?.map(str::to_owned),
+        error: f.opt_string("error")?.map(Cow::into_owned),
     })
 }
 

@@ -2,6 +2,7 @@
 
 use crate::envelope::{Envelope, Rejection};
 use rust_decimal::Decimal;
+use std::borrow::Cow;
 use uuid::Uuid;
 
 pub const DIRECTIONS: &[&str] = &["outbound", "inbound"];
@@ -66,8 +67,8 @@ impl VoiceEvent {
                 agent_id: f.uuid("agent_id")?,
                 lead_id: f.opt_uuid("lead_id")?,
                 direction: f.one_of("direction", DIRECTIONS)?,
-                from_number: f.non_empty_string("from_number")?.to_owned(),
-                to_number: f.non_empty_string("to_number")?.to_owned(),
+                from_number: f.non_empty_string("from_number")?.into_owned(),
+                to_number: f.non_empty_string("to_number")?.into_owned(),
                 batch_id: f.opt_uuid("batch_id")?,
                 initiated_by_user_id: f.opt_uuid("initiated_by_user_id")?,
             }),
@@ -76,7 +77,7 @@ impl VoiceEvent {
                 call_id,
                 seq: f.non_negative_i32("seq")?,
                 speaker: f.one_of("speaker", SPEAKERS)?,
-                text: f.string("text")?.to_owned(),
+                text: f.string("text")?.into_owned(),
             }),
             "call.ended" => VoiceEvent::Ended(Ended {
                 call_id,
@@ -84,13 +85,13 @@ impl VoiceEvent {
                 duration_seconds: f.non_negative_i32("duration_seconds")?,
                 cost: f.non_negative_decimal("cost")?,
                 currency: f.currency("currency")?,
-                recording_url: f.opt_string("recording_url")?.map(str::to_owned),
+                recording_url: f.opt_string("recording_url")?.map(Cow::into_owned),
             }),
             "call.analyzed" => VoiceEvent::Analyzed(Analysis {
                 call_id,
                 sentiment: f.one_of("sentiment", SENTIMENTS)?,
-                lead_category: f.non_empty_string("lead_category")?.to_owned(),
-                summary: f.opt_string("summary")?.map(str::to_owned),
+                lead_category: f.non_empty_string("lead_category")?.into_owned(),
+                summary: f.opt_string("summary")?.map(Cow::into_owned),
             }),
             other => return Err(Rejection::UnknownType(other.to_owned())),
         })
