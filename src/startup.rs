@@ -13,7 +13,7 @@ use lad_consumers::campaigns::CampaignsDomain;
 use lad_consumers::health::HealthRegistry;
 use lad_consumers::kafka::{ensure_topics, KafkaSettings};
 use lad_consumers::live::LocalHandoff;
-use lad_consumers::outbox::{Relay, RelayWaker};
+use lad_consumers::outbox::{Relay, RelayProducer, RelayWaker};
 use lad_consumers::pipeline::{Domain, Pipeline, PipelineConfig};
 use lad_consumers::voice::VoiceDomain;
 use rdkafka::producer::FutureProducer;
@@ -162,8 +162,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     if args.runs_consumers() {
         let producer: FutureProducer =
             kafka.producer_config().create().context("kafka producer")?;
-        let relay = Relay::new(pool.clone(), producer.clone())
-            .with_health(readiness.loops.register("relay"));
+        let relay_producer =
+            RelayProducer::new(&kafka.producer_config()).context("relay's kafka producer")?;
+        let relay =
+            Relay::new(pool.clone(), relay_producer).with_health(readiness.loops.register("relay"));
         let waker = relay.waker();
         // Shutdown in order: the relay keeps publishing until every
         // pipeline has committed its last batch (each holds a sender of

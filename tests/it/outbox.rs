@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use lad_consumers::kafka::{ensure_topics, KafkaSettings};
-use lad_consumers::outbox::{self, Drained, OutboxRecord, Relay};
+use lad_consumers::outbox::{self, Drained, OutboxRecord, Relay, RelayProducer};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use serde_json::value::RawValue;
@@ -54,7 +54,10 @@ async fn read(consumer: &StreamConsumer, n: usize) -> Vec<Value> {
 async fn relay_on_a_new_topic(pool: &PgPool) -> (String, Relay) {
     let topic = format!("{}.out", Topics::new().prefix);
     ensure_topics(&settings(), &[&topic], 1, 1).await.unwrap();
-    let relay = Relay::new(pool.clone(), settings().producer_config().create().unwrap());
+    let relay = Relay::new(
+        pool.clone(),
+        RelayProducer::new(&settings().producer_config()).unwrap(),
+    );
     (topic, relay)
 }
 
