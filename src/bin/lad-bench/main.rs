@@ -385,6 +385,9 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
     let mut argv = hub_argv(&run, "hub", brokers, partitions, batch_max, "all");
     argv.extend(["--pipeline-concurrency".to_owned(), concurrency.to_string()]);
     let hub = start_hub(argv).await?;
+    // When the first batch committed: what came before it is the hub's
+    // start (its connections, the consumer group's join), not ingest.
+    let mut first_commit_secs = None;
     loop {
         let rows: Vec<(i32, Option<i64>)> = sqlx::query_as(
             "SELECT kafka_partition, next_offset FROM hub_consumer_offsets WHERE topic = $1",
@@ -392,6 +395,9 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
         .bind(&topic)
         .fetch_all(&pool)
         .await?;
+        if first_commit_secs.is_none() && rows.iter().any(|(_, o)| o.unwrap_or(0) > 0) {
+            first_commit_secs = Some(t0.elapsed().as_secs_f64());
+        }
         let done = ends
             .iter()
             .all(|(p, end)| rows.iter().any(|(q, o)| q == p && o.unwrap_or(0) >= *end));
@@ -430,6 +436,7 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
         "generic_sink": sink,
         "produce_seconds": round(produce_secs),
         "hub_seconds": round(hub_secs),
+        "hub_first_commit_seconds": first_commit_secs.map(round),
         "hub_events_per_second": events_per_sec.round(),
         "copy_rows": copy_rows,
         "copy_seconds": round(copy_secs),
