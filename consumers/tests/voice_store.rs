@@ -20,6 +20,11 @@ fn at(minutes: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 23, 58, 0).unwrap() + Span::minutes(minutes)
 }
 
+/// A `call.started` of `call` (a new agent), which gives the call its row.
+fn started(tenant: Uuid, call: Uuid) -> Value {
+    lifecycle(tenant, call, Uuid::new_v4(), "0")[0].clone()
+}
+
 fn lifecycle(tenant: Uuid, call: Uuid, agent: Uuid, cost: &str) -> Vec<Value> {
     vec![
         envelope(
@@ -255,12 +260,14 @@ async fn a_batchs_call_lookups_probe_the_indexes_and_leave_the_settings_alone(po
     let mut tx = pool.begin().await.unwrap();
     let before = scans(&mut tx).await;
     let locked = store::lock_calls(&mut tx, &ids).await.unwrap();
-    let owners = store::side_tenants(&mut tx, &ids).await.unwrap();
+    let side = store::side_rows(&mut tx, &ids).await.unwrap();
     let analyses = store::lock_analyses(&mut tx, &ids).await.unwrap();
     assert_eq!(
-        (locked.len(), owners.len(), analyses.len()),
+        (locked.len(), side.tenants.len(), analyses.len()),
         (500, 500, 500)
     );
+    assert_eq!((side.lines.len(), side.analyzed.len()), (500, 500));
+    assert!(side.tenants.values().all(|t| *t == tenant));
     // Rewriting those calls and analyses joins them to the tables the same way.
     let calls: Vec<_> = locked.values().map(|c| (c, c.row.created_at)).collect();
     store::update_calls(&mut tx, &calls).await.unwrap();
@@ -305,8 +312,13 @@ async fn a_line_is_stored_and_pushed_once_per_call_and_seq(pool: PgPool) {
         ])
         .await;
     assert_eq!((second.applied, second.duplicates), (2, 2));
+    // Up to here the call had no row, and its stored lines came with the
+    // tenant check's lookup; once it has one, they are probed by call.
+    assert_eq!(feed.send(&[started(tenant, call)]).await.applied, 1);
+    let third = feed.send(&[line(1, "one again"), line(4, "four")]).await;
+    assert_eq!((third.applied, third.duplicates), (1, 1));
 
-    let expected: Vec<(i32, String)> = ["zero", "one", "two", "three"]
+    let expected: Vec<(i32, String)> = ["zero", "one", "two", "three", "four"]
         .iter()
         .enumerate()
         .map(|(seq, text)| (seq as i32, (*text).to_owned()))
@@ -319,7 +331,8 @@ async fn a_line_is_stored_and_pushed_once_per_call_and_seq(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(stored, expected);
-    // Pushed in key order within each batch: zero and one, then two and three.
+    // Pushed in key order within each batch: zero and one, then two and
+    // three, then four.
     let pushed: Vec<(i32, String)> = live_of_type(&pool, "call.transcript")
         .await
         .iter()
@@ -373,12 +386,24 @@ async fn a_calls_analysis_is_one_row_that_later_analyses_rewrite(pool: PgPool) {
         (rewritten[0].1.as_str(), rewritten[0].2, rewritten[0].3),
         ("hot", at(9), 3)
     );
+    // The same once the call has a row (its analysis is then looked up by
+    // call, not found with the tenant check's lookup).
+    assert_eq!(feed.send(&[started(tenant, call)]).await.applied, 1);
+    feed.send(&[analysis(11, "won")]).await;
+    feed.send(&[analysis(10, "lost")]).await;
+    let rewritten = row().await;
+    assert_eq!(rewritten.len(), 1);
+    assert_eq!(rewritten[0].0, inserted[0].0, "the same row");
+    assert_eq!(
+        (rewritten[0].1.as_str(), rewritten[0].2, rewritten[0].3),
+        ("won", at(11), 5)
+    );
     let pushed: Vec<String> = live_of_type(&pool, "call.analyzed")
         .await
         .iter()
         .map(|m| m["data"]["lead_category"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(pushed, ["warm", "hot"]);
+    assert_eq!(pushed, ["warm", "hot", "won"]);
 }
 
 /// An outbox row's id, `records`, `ahead` and `tail`.

@@ -70,12 +70,15 @@ async fn apply_batch(
         .filter(|id| !stored.contains_key(id))
         .copied()
         .collect();
-    let mut owner: HashMap<Uuid, Uuid> = store::side_tenants(conn, &unknown).await?;
+    let side = store::side_rows(conn, &unknown).await?;
+    let mut owner: HashMap<Uuid, Uuid> = side.tenants;
     owner.extend(stored.values().map(|c| (c.row.id, c.row.tenant_id)));
+    // A call without a row has an analysis only if the side rows said so.
     let analyzed: Vec<Uuid> = events
         .iter()
         .filter(|a| matches!(a.event, VoiceEvent::Analyzed(_)))
         .map(|a| a.event.call_id())
+        .filter(|id| stored.contains_key(id) || side.analyzed.contains(id))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -173,7 +176,15 @@ async fn apply_batch(
         fx.push(live::call_updated(row));
     }
 
-    let stored_lines = store::insert_transcripts(conn, &lines).await?;
+    // The stored lines of calls without a row came with the side rows.
+    let probe: Vec<Uuid> = lines
+        .iter()
+        .map(|l| l.line.call_id)
+        .filter(|id| stored.contains_key(id))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let stored_lines = store::insert_transcripts(conn, &lines, side.lines, &probe).await?;
     fx.repeated(lines.len() - stored_lines.len());
     for l in stored_lines {
         let t = l.line;

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::PgConnection;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
 
 /// The columns of a [`CallRow`], in its field order.
@@ -274,38 +274,40 @@ pub struct NewLine<'a> {
 
 /// Stores the lines whose `(call_id, seq)` is new, the first of the batch
 /// for a key it holds twice, and returns them in key order. The repeats
-/// are found by a probe of the calls' stored lines and dropped here, and
-/// the rest go in by `COPY`: `INSERT … ON CONFLICT DO NOTHING` checks and
-/// inserts each row speculatively, which cost the backend about 60 % more
-/// CPU for the same lines (issue #14, BENCHMARKS.md). A line of the same
-/// key stored meanwhile by another transaction can only come from a
-/// producer that broke the topic's key (a call's lines are one partition's,
-/// applied by one lane at a time); its unique violation refuses the batch,
-/// whose split then finds that line stored and drops it as a repeat.
+/// are dropped here: `stored` holds the lines already known to be stored
+/// (those of calls without a row, read by [`side_rows`]), and the stored
+/// lines of the calls in `probe` are read first. The rest go in by `COPY`:
+/// `INSERT … ON CONFLICT DO NOTHING` checks and inserts each row
+/// speculatively, which cost the backend about 60 % more CPU for the same
+/// lines (issue #14, BENCHMARKS.md). A line of the same key stored
+/// meanwhile by another transaction can only come from a producer that
+/// broke the topic's key (a call's lines are one partition's, applied by
+/// one lane at a time); its unique violation refuses the batch, whose
+/// split then finds that line stored and drops it as a repeat.
 pub async fn insert_transcripts<'l, 'a>(
     conn: &mut PgConnection,
     lines: &'l [NewLine<'a>],
+    mut stored: HashSet<(Uuid, i32)>,
+    probe: &[Uuid],
 ) -> Result<Vec<&'l NewLine<'a>>, sqlx::Error> {
     if lines.is_empty() {
         return Ok(Vec::new());
     }
-    let calls: Vec<Uuid> = lines
-        .iter()
-        .map(|l| l.line.call_id)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let stored: Vec<(Uuid, i32)> = as_index_probes(conn, calls.len(), async |conn| {
-        sqlx::query_as("SELECT call_id, seq FROM voice_call_transcripts WHERE call_id = ANY($1)")
-            .bind(&calls)
+    if !probe.is_empty() {
+        let read: Vec<(Uuid, i32)> = as_index_probes(conn, probe.len(), async |conn| {
+            sqlx::query_as(
+                "SELECT call_id, seq FROM voice_call_transcripts WHERE call_id = ANY($1)",
+            )
+            .bind(probe)
             .fetch_all(conn)
             .await
-    })
-    .await?;
-    let mut taken: HashSet<(Uuid, i32)> = stored.into_iter().collect();
+        })
+        .await?;
+        stored.extend(read);
+    }
     let mut fresh: Vec<&NewLine<'a>> = lines
         .iter()
-        .filter(|l| taken.insert((l.line.call_id, l.line.seq)))
+        .filter(|l| stored.insert((l.line.call_id, l.line.seq)))
         .collect();
     if fresh.is_empty() {
         return Ok(fresh);
@@ -330,27 +332,52 @@ pub async fn insert_transcripts<'l, 'a>(
     Ok(fresh)
 }
 
-/// Tenants of calls known from their transcript or analysis rows, for the
-/// tenant check of events that do not touch `voice_call_logs`.
-pub async fn side_tenants(
-    conn: &mut PgConnection,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, Uuid>, sqlx::Error> {
+/// What is stored of calls that have no row in `voice_call_logs`: a call's
+/// events come in any order, and its transcript lines and analysis are
+/// stored without one.
+#[derive(Debug, Default)]
+pub struct SideRows {
+    /// Each such call's tenant, by its rows, for the tenant check of its
+    /// events.
+    pub tenants: HashMap<Uuid, Uuid>,
+    /// Their stored transcript lines.
+    pub lines: HashSet<(Uuid, i32)>,
+    /// Those with a stored analysis.
+    pub analyzed: HashSet<Uuid>,
+}
+
+/// Reads the [`SideRows`] of these calls, which have no row. In the one
+/// lookup that the tenant check needs, all that the batch's later lookups
+/// of transcripts and analyses would read of them: those then probe only
+/// the calls that have a row, or an analysis (which they lock). Nobody
+/// else writes these calls' rows meanwhile: a call's events are one
+/// partition's, applied by one lane at a time (see [`insert_transcripts`]
+/// for a producer that breaks the key).
+pub async fn side_rows(conn: &mut PgConnection, ids: &[Uuid]) -> Result<SideRows, sqlx::Error> {
+    let mut side = SideRows::default();
     if ids.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(side);
     }
-    let rows: Vec<(Uuid, Uuid)> = as_index_probes(conn, ids.len(), async |conn| {
+    let rows: Vec<(Uuid, Uuid, Option<i32>)> = as_index_probes(conn, ids.len(), async |conn| {
         sqlx::query_as(
-            "SELECT call_log_id, tenant_id FROM voice_call_analysis WHERE call_log_id = ANY($1)
-             UNION
-             SELECT DISTINCT call_id, tenant_id FROM voice_call_transcripts WHERE call_id = ANY($1)",
+            "SELECT call_log_id, tenant_id, NULL::integer FROM voice_call_analysis
+             WHERE call_log_id = ANY($1)
+             UNION ALL
+             SELECT call_id, tenant_id, seq FROM voice_call_transcripts WHERE call_id = ANY($1)",
         )
         .bind(ids)
         .fetch_all(conn)
         .await
     })
     .await?;
-    Ok(rows.into_iter().collect())
+    for (call, tenant, seq) in rows {
+        side.tenants.insert(call, tenant);
+        match seq {
+            Some(seq) => side.lines.insert((call, seq)),
+            None => side.analyzed.insert(call),
+        };
+    }
+    Ok(side)
 }
 
 /// Locks and returns the stored analyses of these calls, with the events
