@@ -13,7 +13,7 @@
 # defaults to 5; INGEST_ARGS default to `--no-baseline`.
 #
 # Prints every run and then, per build, the means of events/s, hub ÷ COPY,
-# and the machine's and the hub's CPU per event, and how many rounds B
+# and the machine's, the hub's and Postgres's CPU per event, and how many rounds B
 # won; the same goes to bench-results/ab-<time>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,13 +51,15 @@ label, path = sys.argv[1], sys.argv[2]
 text = open(path).read()
 d = json.loads(text[: text.rindex("}") + 1])
 keys = ("hub_events_per_second", "ratio_hub_to_copy",
-        "machine_cpu_us_per_event", "hub_cpu_us_per_event")
-print(label, *(json.dumps(d[k]) for k in keys))
+        "machine_cpu_us_per_event", "hub_cpu_us_per_event",
+        "postgres_cpu_us_per_event")
+# Builds older than a figure print it as null.
+print(label, *(json.dumps(d.get(k)) for k in keys))
 EOF
   rm -f "$out"
 }
 
-echo "build events/s hub/COPY machine_cpu_us/event hub_cpu_us/event"
+echo "build events/s hub/COPY machine_cpu_us/event hub_cpu_us/event postgres_cpu_us/event"
 for ((r = 1; r <= rounds; r++)); do
   if ((r % 2)); then
     run A "$a_bin"
@@ -80,7 +82,8 @@ print(f"A = {a_bin}\nB = {b_bin}\nrounds: {len(a)}")
 for label, runs in (("A", a), ("B", b)):
     cols = list(zip(*runs))
     print(f"{label}: {mean(cols[0]):,.0f} events/s, hub/COPY {mean(cols[1]):.3f}, "
-          f"machine {mean(cols[2]):.1f} µs/event, hub {mean(cols[3]):.1f} µs/event")
+          f"machine {mean(cols[2]):.1f} µs/event, hub {mean(cols[3]):.1f} µs/event, "
+          f"postgres {mean(cols[4]):.1f} µs/event")
 wins = sum(y[0] > x[0] for x, y in zip(a, b))
 print(f"B faster in {wins} of {len(a)} rounds; "
       f"events/s {100 * (mean(r[0] for r in b) / mean(r[0] for r in a) - 1):+.1f} %")

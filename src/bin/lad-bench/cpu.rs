@@ -50,6 +50,31 @@ pub fn process_ticks(pid: u32) -> Option<u64> {
     process_ticks_of(&stat)
 }
 
+/// CPU time (user + system) of every running process named `name` (as
+/// `/proc/<pid>/comm` gives it), in clock ticks: for Postgres, its
+/// backends together. A process that exits between two readings takes its
+/// ticks with it; the hub's pooled connections stay for the whole run.
+pub fn ticks_of_processes_named(name: &str) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|e| {
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            if comm.trim_end() != name {
+                return None;
+            }
+            process_ticks_of(&std::fs::read_to_string(e.path().join("stat")).ok()?)
+        })
+        .sum()
+}
+
 /// Fields 14 and 15 (utime, stime) of a `/proc/<pid>/stat` line; the
 /// command name (field 2) may hold spaces, so fields count from its `)`.
 fn process_ticks_of(stat: &str) -> Option<u64> {

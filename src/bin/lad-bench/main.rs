@@ -382,6 +382,7 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
     let cpu_start = cpu::CpuSample::now();
     // The hub runs in this process, so its CPU is this process's.
     let hub_ticks = cpu::process_ticks(std::process::id());
+    let postgres_ticks = cpu::ticks_of_processes_named("postgres");
     let mut argv = hub_argv(&run, "hub", brokers, partitions, batch_max, "all");
     argv.extend(["--pipeline-concurrency".to_owned(), concurrency.to_string()]);
     let hub = start_hub(argv).await?;
@@ -410,6 +411,11 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
     let cpu = cpu::window(cpu_start);
     let hub_core_pct =
         cpu::process_core_pct(hub_ticks, cpu::process_ticks(std::process::id()), hub_secs);
+    let postgres_core_pct = cpu::process_core_pct(
+        Some(postgres_ticks),
+        Some(cpu::ticks_of_processes_named("postgres")),
+        hub_secs,
+    );
     hub.shutdown.cancel();
     hub.wait().await?;
     let events_per_sec = n as f64 / hub_secs;
@@ -455,6 +461,10 @@ async fn ingest(brokers: &str, postgres: &str, shape: IngestShape) -> anyhow::Re
         ),
         "hub_core_pct": hub_core_pct,
         "hub_cpu_us_per_event": cpu_us_per_event(hub_core_pct.as_f64().map(|p| p / 100.0), hub_secs, n),
+        // Postgres's backends together (this machine's, whoever else uses
+        // it): what a change to the hub's statements moves.
+        "postgres_core_pct": postgres_core_pct,
+        "postgres_cpu_us_per_event": cpu_us_per_event(postgres_core_pct.as_f64().map(|p| p / 100.0), hub_secs, n),
     });
     pool.close().await;
     drop_database(postgres, &run.prefix).await;
