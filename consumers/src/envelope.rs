@@ -54,7 +54,7 @@ pub struct Envelope<'a> {
 /// A JSON object read one level deep: its members' names, and each value as
 /// the raw JSON text it arrived as, read by [`Fields`] only when asked for.
 /// Building a `serde_json::Map` of every event's `data` (a `String` for each
-/// name and string value, a tree node for each member) was 9-11 % of the
+/// name and string value, a tree node for each member) was 8-11 % of the
 /// hub's CPU in the ingest bench (issue #14), for fields read once each.
 #[derive(Debug, Default)]
 pub struct Data<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
