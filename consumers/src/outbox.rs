@@ -137,8 +137,9 @@ struct StoredRecord<'a> {
 /// into the text rather than parsed and re-serialized: a committed record
 /// as the relay publishes it.
 pub fn with_id(value: &RawValue, id: &str) -> Vec<u8> {
+    let quoted = serde_json::to_string(id).expect("strings serialize");
     let mut out = Vec::new();
-    write_with_id(&mut out, value, id);
+    write_with_id(&mut out, value, &quoted[1..quoted.len() - 1]);
     out
 }
 
@@ -149,7 +150,8 @@ fn write_with_id(out: &mut Vec<u8>, value: &RawValue, id: impl fmt::Display) {
     let text = value.get().trim_start();
     let body = text.strip_prefix('{').unwrap_or(text).trim_start();
     out.clear();
-    // The ids are `{row}.{index}`, digits and a dot: nothing to escape.
+    // `id` is written as is: the relay's are `{row}.{index}`, digits and a
+    // dot, and `with_id` escapes any other.
     write!(out, "{{\"id\":\"{id}\"").expect("writing to a Vec");
     if !body.starts_with('}') {
         out.push(b',');
@@ -743,6 +745,8 @@ mod tests {
         assert_eq!(out, br#"{"id":"7.3","type":"call.updated","data":{"a":1}}"#);
         let v: Value = serde_json::from_slice(&with_id(&raw("{ }"), "1.0")).unwrap();
         assert_eq!(v, serde_json::json!({"id": "1.0"}));
+        let v: Value = serde_json::from_slice(&with_id(&raw("{}"), "a\"b")).unwrap();
+        assert_eq!(v, serde_json::json!({"id": "a\"b"}));
         // The relay's buffer is reused: what a longer record left is gone.
         let mut out = with_id(&raw(r#"{"type":"call.transcript","data":{}}"#), "9.9");
         write_with_id(&mut out, &raw(r#"{"a":1}"#), RecordId(12, 0));
