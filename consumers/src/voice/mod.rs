@@ -58,12 +58,7 @@ async fn apply_batch(
     events: &[Accepted<VoiceEvent>],
     fx: &mut Effects,
 ) -> Result<(), sqlx::Error> {
-    let all_ids: Vec<Uuid> = events
-        .iter()
-        .map(|a| a.event.call_id())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let all_ids = sorted_unique(events.iter().map(|a| a.event.call_id()));
     let stored = store::lock_calls(conn, &all_ids).await?;
     let unknown: Vec<Uuid> = all_ids
         .iter()
@@ -74,14 +69,13 @@ async fn apply_batch(
     let mut owner: HashMap<Uuid, Uuid> = side.tenants;
     owner.extend(stored.values().map(|c| (c.row.id, c.row.tenant_id)));
     // A call without a row has an analysis only if the side rows said so.
-    let analyzed: Vec<Uuid> = events
-        .iter()
-        .filter(|a| matches!(a.event, VoiceEvent::Analyzed(_)))
-        .map(|a| a.event.call_id())
-        .filter(|id| stored.contains_key(id) || side.analyzed.contains(id))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let analyzed = sorted_unique(
+        events
+            .iter()
+            .filter(|a| matches!(a.event, VoiceEvent::Analyzed(_)))
+            .map(|a| a.event.call_id())
+            .filter(|id| stored.contains_key(id) || side.analyzed.contains(id)),
+    );
     let stored_analyses = store::lock_analyses(conn, &analyzed).await?;
 
     let mut working: BTreeMap<Uuid, Merged<CallRow>> = BTreeMap::new();
@@ -177,13 +171,12 @@ async fn apply_batch(
     }
 
     // The stored lines of calls without a row came with the side rows.
-    let probe: Vec<Uuid> = lines
-        .iter()
-        .map(|l| l.line.call_id)
-        .filter(|id| stored.contains_key(id))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let probe = sorted_unique(
+        lines
+            .iter()
+            .map(|l| l.line.call_id)
+            .filter(|id| stored.contains_key(id)),
+    );
     let stored_lines = store::insert_transcripts(conn, &lines, side.lines, &probe).await?;
     fx.repeated(lines.len() - stored_lines.len());
     for l in stored_lines {
@@ -271,4 +264,9 @@ async fn apply_batch(
         .map(|id| (&working[id], working[id].row.created_at))
         .collect();
     store::update_calls(conn, &unmerged).await
+}
+
+/// The distinct ids, in order: the order the batch locks their rows in.
+fn sorted_unique(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+    ids.collect::<BTreeSet<_>>().into_iter().collect()
 }
