@@ -286,6 +286,97 @@ async fn a_batchs_call_lookups_probe_the_indexes_and_leave_the_settings_alone(po
     tx.rollback().await.unwrap();
 }
 
+/// The call lock finds a call in whichever partition its row is (a past
+/// month's, this month's, the default one for a month without its own),
+/// locks it, and probes no partition that holds no row.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_call_lock_finds_calls_in_every_partition_and_probes_no_empty_one(pool: PgPool) {
+    let tenant = Uuid::new_v4();
+    let created = [
+        Utc::now(),
+        Utc::now() - Span::days(62),
+        Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).unwrap(),
+    ];
+    let mut ids = Vec::new();
+    for at in created {
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO voice_call_logs (id, tenant_id, created_at) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(tenant)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    // Enough new ids for the lookup to run as index probes too.
+    ids.extend((0..100).map(|_| Uuid::new_v4()));
+    ids.sort_unstable();
+    let holding: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT tableoid::regclass::text FROM voice_call_logs ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        holding.len(),
+        3,
+        "three partitions hold the calls: {holding:?}"
+    );
+    assert!(holding.contains(&"voice_call_logs_default".to_owned()));
+
+    async fn index_scans(conn: &mut sqlx::PgConnection, holding: bool, names: &[String]) -> i64 {
+        sqlx::query_scalar(
+            "SELECT coalesce(sum(idx_scan), 0)::int8 FROM pg_stat_xact_user_tables
+             WHERE relname LIKE 'voice_call_logs_%' AND (relname = ANY($1)) = $2",
+        )
+        .bind(names)
+        .bind(holding)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+    }
+    let mut tx = pool.begin().await.unwrap();
+    let (empty_before, full_before) = (
+        index_scans(&mut tx, false, &holding).await,
+        index_scans(&mut tx, true, &holding).await,
+    );
+    let locked = store::lock_calls(&mut tx, &ids).await.unwrap();
+    let mut found: Vec<DateTime<Utc>> = locked.values().map(|c| c.row.created_at).collect();
+    found.sort();
+    let mut expected: Vec<DateTime<Utc>> = created
+        .iter()
+        .map(|t| DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap())
+        .collect();
+    expected.sort();
+    assert_eq!(found, expected);
+    assert_eq!(index_scans(&mut tx, false, &holding).await, empty_before);
+    assert!(index_scans(&mut tx, true, &holding).await >= full_before + 3);
+
+    // Locked: another transaction cannot take any of the three rows.
+    let mut other = pool.begin().await.unwrap();
+    for id in locked.keys() {
+        let taken = sqlx::query("SELECT 1 FROM voice_call_logs WHERE id = $1 FOR UPDATE NOWAIT")
+            .bind(id)
+            .execute(&mut *other)
+            .await;
+        let err = taken.unwrap_err();
+        let code = err.as_database_error().and_then(|e| e.code());
+        assert_eq!(code.as_deref(), Some("55P03"), "call {id} is locked");
+        other.rollback().await.unwrap();
+        other = pool.begin().await.unwrap();
+    }
+    tx.rollback().await.unwrap();
+
+    // With no row anywhere, nothing is found.
+    sqlx::query("DELETE FROM voice_call_logs")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    assert!(store::lock_calls(&mut tx, &ids).await.unwrap().is_empty());
+}
+
 /// A line is stored and pushed once per `(call_id, seq)`: the first of a
 /// batch that holds a key twice, and never again once stored, whatever
 /// event id or text it comes back with.

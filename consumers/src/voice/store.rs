@@ -4,7 +4,7 @@
 
 use super::apply::{AnalysisRow, CallRow, Merged, StatsDelta, StatsKey};
 use super::event::TranscriptLine;
-use crate::store_util::{as_index_probes, lock_by_id, CopyBinary};
+use crate::store_util::{as_index_probes, lock_by_id_in, partitions_with_rows, CopyBinary};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -19,13 +19,18 @@ pub const CALL_COLUMNS: &str = "id, tenant_id, agent_id, lead_id, batch_id, init
 
 /// Locks and returns the stored rows of these calls, with the events
 /// merged into each. Row locks make two hub processes that briefly own the
-/// same partition (a rebalance) take turns.
+/// same partition (a rebalance) take turns. Only the monthly partitions
+/// that hold rows are probed (see [`partitions_with_rows`]).
 pub async fn lock_calls(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Merged<CallRow>>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let partitions = partitions_with_rows(conn, "voice_call_logs").await?;
     let columns = format!("{CALL_COLUMNS}, applied_event_ids");
-    lock_by_id(conn, "voice_call_logs", &columns, ids).await
+    lock_by_id_in(conn, &partitions, &columns, ids).await
 }
 
 /// Column arrays of a set of call rows, bound in the order of [`CALL_COLUMNS`].
